@@ -1,0 +1,79 @@
+"""Looking inside a student's Gluon block without relying on names.
+
+Gluon names layers after a global counter (``conv5``, ``batchnorm4``), so
+names depend on what ran before. These helpers find layers by their kind and
+settings instead, and read or set their parameters as NumPy arrays.
+"""
+import numpy as onp
+from mxnet import gluon, np as mnp
+
+
+def children(block):
+    """Direct sub-blocks, in registration order."""
+    found = []
+    for child in block._children.values():
+        child = child() if callable(child) and not isinstance(child, gluon.Block) else child
+        found.append(child)
+    return found
+
+
+def leaves(block):
+    """All blocks without sub-blocks, depth first, each once."""
+    seen, order = set(), []
+
+    def visit(b):
+        if id(b) in seen:
+            return
+        seen.add(id(b))
+        kids = children(b)
+        if not kids:
+            order.append(b)
+        for kid in kids:
+            visit(kid)
+
+    visit(block)
+    return order
+
+
+def convs(block):
+    return [b for b in leaves(block) if isinstance(b, gluon.nn.Conv2D)]
+
+
+def batch_norms(block):
+    return [b for b in leaves(block) if isinstance(b, gluon.nn.BatchNorm)]
+
+
+def max_pools(block):
+    return [b for b in leaves(block) if isinstance(b, gluon.nn.MaxPool2D)]
+
+
+def kernel(conv):
+    return tuple(conv._kwargs["kernel"])
+
+
+def stride(layer):
+    return tuple(layer._kwargs["stride"])
+
+
+def padding(layer):
+    return tuple(layer._kwargs["pad"])
+
+
+def get(param):
+    """A parameter's value as a NumPy float64 array (None for a missing bias)."""
+    return None if param is None else param.data().asnumpy().astype(onp.float64)
+
+
+def put(param, value):
+    param.set_data(mnp.array(value, dtype=param.dtype))
+
+
+def parameter_counts(net):
+    """(total, trainable, non-trainable) numbers of scalars in an initialised net."""
+    total = trainable = 0
+    for param in net.collect_params().values():
+        size = int(onp.prod(param.shape))
+        total += size
+        if param.grad_req != "null":
+            trainable += size
+    return total, trainable, total - trainable
