@@ -1,0 +1,78 @@
+"""Everything derived from source/, made by one command (``python -m autograder build``).
+
+* ``release/<a>/<a>.ipynb``: the student version, made by nbgrader itself.
+* ``notebooks/<a>.ipynb``: the self-study version: solutions kept, nbgrader
+  markers, metadata and hidden tests removed, every cell executed except the
+  ones tagged ``skip-execution`` (they need the real data set).
+
+The tests rebuild both into a temporary folder and fail if the committed
+copies differ.
+"""
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+from . import course
+from .nbgrader_cli import nbgrader
+
+SOLUTION_MARKER = re.compile(r"^\s*### (BEGIN|END) SOLUTION\s*$")
+HIDDEN_REGION = re.compile(r"^\s*### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS[^\n]*\n?", re.S | re.M)
+
+
+def generate_release(out_dir):
+    """Run ``nbgrader generate_assignment`` on a copy of source/ and put the result in ``out_dir``."""
+    out_dir = Path(out_dir)
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        shutil.copytree(course.SOURCE, work / "source")
+        shutil.copy(course.ROOT / "nbgrader_config.py", work)
+        for assignment in course.assignments():
+            nbgrader(work, "generate_assignment", assignment, "--force", "--no-db")
+        shutil.rmtree(out_dir, ignore_errors=True)
+        shutil.copytree(work / "release", out_dir)
+
+
+def self_study(source_nb):
+    """The complete reading version of a source notebook, not yet executed."""
+    nb = nbformat.read(source_nb, as_version=4)
+    cells = []
+    for cell in nb.cells:
+        grading = cell.metadata.pop("nbgrader", {})
+        text = cell.source
+        if cell.cell_type == "code":
+            text = HIDDEN_REGION.sub("", text)
+            text = "\n".join(line for line in text.splitlines() if not SOLUTION_MARKER.match(line))
+            only_comments = all(not line.strip() or line.lstrip().startswith("#") for line in text.splitlines())
+            if grading.get("grade") and only_comments:
+                continue  # a hidden-test cell: nothing left for a reader
+        cell.source = text.strip("\n")
+        cells.append(cell)
+    nb.cells = cells
+    return nb
+
+
+def execute(nb, cwd):
+    """Run every cell not tagged skip-execution, as a reader would see it."""
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(cwd)}},
+                   skip_cells_with_tag="skip-execution").execute()
+    return nb
+
+
+def write_self_study(out_dir, run=True):
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for assignment in course.assignments():
+        nb = self_study(course.source_notebook(assignment))
+        if run:
+            with tempfile.TemporaryDirectory() as cwd:
+                execute(nb, cwd)
+        nbformat.write(nb, out_dir / f"{assignment}.ipynb")
+
+
+def build(run=True):
+    generate_release(course.RELEASE)
+    write_self_study(course.SELF_STUDY, run=run)

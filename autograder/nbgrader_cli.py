@@ -1,0 +1,22 @@
+"""Running real nbgrader commands in a course directory.
+
+The course uses nbgrader's own command line rather than its internals, so
+what the demo and the tests do is exactly what an instructor does by hand.
+"""
+import subprocess
+import sys
+
+
+class NbgraderError(RuntimeError):
+    pass
+
+
+def nbgrader(course_dir, *args, quiet=True):
+    """Run ``nbgrader ARGS`` with ``course_dir`` as the course directory."""
+    command = [sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.root={course_dir}"]
+    done = subprocess.run(command, cwd=course_dir, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise NbgraderError(f"`nbgrader {' '.join(args)}` failed:\n{done.stdout}\n{done.stderr}")
+    if not quiet:
+        print(done.stdout, end="")
+    return done

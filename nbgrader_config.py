@@ -1,0 +1,25 @@
+"""nbgrader settings for this course; the repository root is the course directory.
+
+Instructors can run plain nbgrader commands from the repository root
+(``nbgrader generate_assignment resnet18``, ``nbgrader autograde resnet18``);
+the course's own commands (``python -m autograder ...``) use this file too.
+"""
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+from nbgrader.preprocessors import ClearHiddenTests, GetGrades
+
+from autograder.feedback import ShortTracebacks
+
+c = get_config()  # noqa: F821 (provided by nbgrader)
+
+c.CourseDirectory.course_id = "resnet"
+
+# A cold `import mxnet` takes about 8 s on a slow machine; the longest test
+# cell (the whole ResNet-18 at two input sizes) a few seconds more.
+c.Execute.timeout = 120
+c.Execute.interrupt_on_timeout = True
+
+# Feedback shows which parts failed and why, never the hidden test code:
+# hidden regions are removed and tracebacks cut to the final message.
+c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, ShortTracebacks,
+                                    CSSHTMLHeaderPreprocessor]
+c.ClearHiddenTests.enforce_metadata = False
