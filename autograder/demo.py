@@ -1,0 +1,131 @@
+"""The whole nbgrader lifecycle on the bundled sample submissions.
+
+``python -m autograder demo`` makes a fresh course directory (default
+``demo-output/``), generates the release with nbgrader, turns each file of
+``samples/<assignment>/`` into a student's submission, then runs nbgrader's
+own ``autograde``, ``generate_feedback`` and ``export``. It prints a score
+table per student and part and writes ``grades.csv`` (nbgrader's export),
+``part_scores.csv`` and the HTML feedback under ``feedback/``.
+"""
+import csv
+import shutil
+from pathlib import Path
+
+import nbformat
+from nbgrader.api import Gradebook
+
+from . import course
+from .nbgrader_cli import nbgrader
+from .samples import fill, read_answers, samples
+
+
+def parts_of(notebook):
+    """[(part, [grade_id, ...])] in notebook order.
+
+    A graded cell belongs to the exercise (solution cell) before it when its
+    grade_id starts with that exercise's id; otherwise it is a part of its own
+    (for example a check of the whole network built from several exercises).
+    """
+    parts, current = [], None
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("solution"):
+            current = meta["grade_id"]
+        elif meta.get("grade"):
+            gid = meta["grade_id"]
+            part = current if current and gid.startswith(current) else gid
+            if not parts or parts[-1][0] != part:
+                parts.append((part, []))
+            parts[-1][1].append(gid)
+    return parts
+
+
+def prepare_course(out):
+    """A fresh course directory with the source, the config and a generated release."""
+    out = Path(out).resolve()
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    shutil.copytree(course.SOURCE, out / "source")
+    shutil.copy(course.ROOT / "nbgrader_config.py", out)
+    for assignment in course.assignments():
+        nbgrader(out, "generate_assignment", assignment, "--force")
+    return out
+
+
+def submit_samples(out, assignment, samples_dir=course.SAMPLES):
+    """Write each sample as ``submitted/<student>/<assignment>/<assignment>.ipynb``."""
+    release = nbformat.read(out / "release" / assignment / f"{assignment}.ipynb", as_version=4)
+    students = []
+    for student, path in samples(assignment, samples_dir).items():
+        target = out / "submitted" / student / assignment / f"{assignment}.ipynb"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(fill(release, read_answers(path)), target)
+        students.append(student)
+    return students
+
+
+def part_scores(out, assignment):
+    """{student: {part: score}} read from the gradebook nbgrader filled."""
+    parts = parts_of(course.source_notebook(assignment))
+    table = {}
+    with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:
+        for submission in gb.assignment_submissions(assignment):
+            notebook = gb.find_submission_notebook(assignment, assignment, submission.student.id)
+            by_id = {grade.name: grade.score for grade in notebook.grades}
+            table[submission.student.id] = {part: sum(by_id[g] for g in ids) for part, ids in parts}
+    return table
+
+
+def max_scores(assignment):
+    nb = nbformat.read(course.source_notebook(assignment), as_version=4)
+    points = {c.metadata["nbgrader"]["grade_id"]: c.metadata["nbgrader"]["points"]
+              for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
+    return {part: sum(points[g] for g in ids) for part, ids in parts_of(course.source_notebook(assignment))}
+
+
+def format_table(assignment, table):
+    maxima = max_scores(assignment)
+    parts = list(maxima)
+    header = ["student"] + [f"{p} /{maxima[p]:g}" for p in parts] + [f"total /{sum(maxima.values()):g}"]
+    rows = [[student] + [f"{scores[p]:g}" for p in parts] + [f"{sum(scores.values()):g}"]
+            for student, scores in sorted(table.items())]
+    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+    line = lambda r: "  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(r, widths)))
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def grade_samples(out, samples_dir=course.SAMPLES):
+    """Autograde every assignment's samples; returns {assignment: {student: {part: score}}}."""
+    out = prepare_course(out)
+    results = {}
+    for assignment in course.assignments():
+        students = submit_samples(out, assignment, samples_dir)
+        for student in students:
+            nbgrader(out, "db", "student", "add", student)
+        nbgrader(out, "autograde", assignment, "--force")
+        nbgrader(out, "generate_feedback", assignment, "--force")
+        results[assignment] = part_scores(out, assignment)
+    nbgrader(out, "export", f"--to={out / 'grades.csv'}")
+    return out, results
+
+
+def write_part_scores(out, results):
+    with open(out / "part_scores.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["assignment", "student", "part", "score", "max_score"])
+        for assignment, table in results.items():
+            maxima = max_scores(assignment)
+            for student, scores in sorted(table.items()):
+                for part, score in scores.items():
+                    writer.writerow([assignment, student, part, score, maxima[part]])
+
+
+def run_demo(out):
+    print(f"Grading the sample submissions with nbgrader in {out}/ ...")
+    out, results = grade_samples(out)
+    write_part_scores(out, results)
+    for assignment, table in results.items():
+        print(f"\n{assignment}\n{format_table(assignment, table)}")
+    print(f"\nWrote {out / 'grades.csv'} (nbgrader export), {out / 'part_scores.csv'}, "
+          f"and HTML feedback in {out / 'feedback'}/<student>/<assignment>/.")
