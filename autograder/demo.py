@@ -95,11 +95,14 @@ def format_table(assignment, table):
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
-def grade_samples(out, samples_dir=course.SAMPLES):
-    """Autograde every assignment's samples; returns {assignment: {student: {part: score}}}."""
+def grade_samples(out, samples_dir=course.SAMPLES, assignments=None):
+    """Autograde the samples of each assignment that has some; returns
+    (course_dir, {assignment: {student: {part: score}}})."""
     out = prepare_course(out)
     results = {}
-    for assignment in course.assignments():
+    for assignment in assignments or course.assignments():
+        if not samples(assignment, samples_dir):
+            continue
         students = submit_samples(out, assignment, samples_dir)
         for student in students:
             nbgrader(out, "db", "student", "add", student)

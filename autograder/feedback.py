@@ -11,6 +11,8 @@ from nbconvert.preprocessors import Preprocessor
 class ShortTracebacks(Preprocessor):
     """Replace each error output's traceback by its one-line message."""
 
+    enabled = True
+
     def preprocess_cell(self, cell, resources, index):
         for output in cell.get("outputs", []):
             if output.get("output_type") == "error":

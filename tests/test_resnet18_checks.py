@@ -1,0 +1,173 @@
+"""The ResNet-18 checks, called directly on sample answers and on typical mistakes.
+
+Grading through nbgrader is tested in test_grading.py; here each check is
+shown to pass on correct code written in different styles and to fail, with
+the right message, on code that is wrong in one specific way.
+"""
+import pytest
+
+from autograder import resnet18_checks as checks
+from autograder.checking import CheckFailed
+from autograder.course import SAMPLES
+from autograder.samples import read_answers
+
+PRELUDE = "from mxnet import autograd, gluon, np, npx\nfrom mxnet.gluon import nn\nnpx.set_np()\n"
+
+CHECKS = [("residual_demo_shapes", "Residual"), ("residual_shapes", "Residual"),
+          ("residual_structure", "Residual"), ("residual_behaviour", "Residual"),
+          ("stem_shapes", "make_stem"), ("stem_structure", "make_stem"), ("stem_behaviour", "make_stem"),
+          ("resnet_block_demo", "resnet_block"), ("resnet_block_units", "resnet_block"),
+          ("resnet18_demo", "resnet18"), ("resnet18_assembly", "resnet18"),
+          ("resnet18_num_classes", "resnet18"), ("print_layer_shapes_output", "print_layer_shapes"),
+          ("parameter_counts_values", "parameter_counts"), ("resnet18_complete", "resnet18")]
+
+
+def namespace(sample, *patches):
+    """Run a sample's answers (then patches) as a notebook would, in one namespace."""
+    space = {}
+    exec(PRELUDE, space)
+    for code in read_answers(SAMPLES / "resnet18" / f"{sample}.py").values():
+        exec(code, space)
+    for code in patches:
+        exec(code, space)
+    return space
+
+
+def failures(space):
+    """{check name: message} of the checks that fail."""
+    failed = {}
+    for check, name in CHECKS:
+        try:
+            getattr(checks, check)(space[name])
+        except CheckFailed as error:
+            failed[check] = str(error)
+    return failed
+
+
+@pytest.mark.parametrize("sample", ["correct_reference", "correct_styled"])
+def test_correct_answers_pass_every_check(sample):
+    assert failures(namespace(sample)) == {}
+
+
+RESIDUAL_BODY = """
+class Residual(Residual):
+    def forward(self, X):
+{body}
+"""
+
+MISTAKES = {
+    "relu_before_add": ("        Y = npx.relu(self.bn1(self.conv1(X)))\n"
+                        "        Y = npx.relu(self.bn2(self.conv2(Y)))\n"
+                        "        return Y + (self.conv3(X) if self.conv3 else X)",
+                        "ReLU is applied before the shortcut is added"),
+    "no_shortcut": ("        Y = npx.relu(self.bn1(self.conv1(X)))\n"
+                    "        return npx.relu(self.bn2(self.conv2(Y)))",
+                    "the shortcut is not added"),
+    "no_final_relu": ("        Y = npx.relu(self.bn1(self.conv1(X)))\n"
+                      "        Y = self.bn2(self.conv2(Y))\n"
+                      "        return Y + (self.conv3(X) if self.conv3 else X)",
+                      "the final ReLU is missing"),
+    "bn_after_relu": ("        Y = self.bn1(npx.relu(self.conv1(X)))\n"
+                      "        Y = self.bn2(npx.relu(self.conv2(Y)))\n"
+                      "        return npx.relu(Y + (self.conv3(X) if self.conv3 else X))",
+                      "ReLU comes before batch normalization"),
+    "shortcut_from_branch": ("        Y = npx.relu(self.bn1(self.conv1(X)))\n"
+                             "        Z = self.bn2(self.conv2(Y))\n"
+                             "        return npx.relu(Z + (self.conv3(X) if self.conv3 else Y))",
+                             "does not compute"),
+}
+
+
+@pytest.mark.parametrize("mistake", sorted(MISTAKES))
+def test_residual_behaviour_names_the_mistake(mistake):
+    body, message = MISTAKES[mistake]
+    failed = failures(namespace("correct_reference", RESIDUAL_BODY.format(body=body)))
+    assert "residual_behaviour" in failed
+    assert message in failed["residual_behaviour"]
+    # Shapes and structure are right, and the later exercises do not suffer.
+    for independent in ["residual_demo_shapes", "residual_structure", "stem_behaviour",
+                        "resnet_block_units", "resnet18_assembly", "parameter_counts_values"]:
+        assert independent not in failed
+
+
+def test_projection_everywhere_is_caught_by_structure():
+    patch = """
+_Right = Residual
+class Residual(_Right):
+    def __init__(self, num_channels, use_1x1conv=False, strides=1, **kwargs):
+        super().__init__(num_channels, True, strides, **kwargs)
+"""
+    failed = failures(namespace("correct_reference", patch))
+    assert "1x1 convolution only when asked" in failed["residual_structure"]
+    assert "residual_demo_shapes" not in failed
+
+
+def test_stride_on_the_second_convolution_is_caught():
+    patch = """
+_Right = Residual
+class Residual(_Right):
+    def __init__(self, num_channels, use_1x1conv=False, strides=1, **kwargs):
+        super().__init__(num_channels, use_1x1conv, strides, **kwargs)
+        self.conv1 = nn.Conv2D(num_channels, 3, padding=1)
+        self.conv2 = nn.Conv2D(num_channels, 3, padding=1, strides=strides)
+"""
+    failed = failures(namespace("correct_reference", patch))
+    assert "residual_behaviour" in failed
+    assert "resnet_block_units" not in failed
+
+
+def test_a_broken_residual_does_not_cost_the_later_exercises():
+    failed = failures(namespace("correct_reference", "class Residual(nn.Block):\n    pass\n"))
+    assert {"residual_demo_shapes", "residual_behaviour", "resnet18_complete"} <= set(failed)
+    for independent in ["stem_shapes", "stem_behaviour", "resnet_block_demo", "resnet_block_units",
+                        "resnet18_demo", "resnet18_assembly", "resnet18_num_classes",
+                        "print_layer_shapes_output", "parameter_counts_values"]:
+        assert independent not in failed, failed.get(independent)
+
+
+def test_stage_arguments_in_the_wrong_order_are_caught():
+    patch = """
+def resnet18(num_classes=10):
+    net = nn.Sequential()
+    net.add(make_stem())
+    for channels in (64, 256, 128, 512):
+        net.add(resnet_block(channels, 2, first_block=channels == 64))
+    net.add(nn.GlobalAvgPool2D(), nn.Dense(num_classes))
+    return net
+"""
+    failed = failures(namespace("correct_reference", patch))
+    assert "resnet18_assembly" in failed and "(256, 2, False)" in failed["resnet18_assembly"]
+
+
+def test_a_hard_coded_class_count_is_caught():
+    patch = """
+_right = resnet18
+def resnet18(num_classes=10):
+    return _right(10)
+"""
+    failed = failures(namespace("correct_reference", patch))
+    assert set(failed) == {"resnet18_num_classes"}
+
+
+def test_failure_messages_hide_the_check_code_and_name_the_exception():
+    failed = failures(namespace("correct_reference", "def make_stem():\n    return 1 / 0\n"))
+    message = failed["stem_shapes"]
+    assert "ZeroDivisionError" in message and "def " not in message
+
+
+def test_checks_write_nothing_to_stderr(capfd):
+    patch = """
+import sys, warnings, os
+_Right = Residual
+class Residual(_Right):
+    def __init__(self, *args, **kwargs):
+        warnings.warn("student warning")
+        print("student noise", file=sys.stderr)
+        os.write(2, b"fd-level noise")
+        super().__init__(*args, **kwargs)
+"""
+    space = namespace("correct_reference", patch)
+    checks.residual_demo_shapes(space["Residual"])
+    captured = capfd.readouterr()
+    assert captured.err == ""
+    assert "passed" in captured.out
