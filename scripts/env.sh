@@ -1,0 +1,33 @@
+# Sourced by demo.sh and test.sh: make .venv (Python 3.11 + requirements.txt +
+# this package) if it is missing or older than requirements.txt, then activate it.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+find_python() {
+  for candidate in python3.11 "$HOME/.pyenv/versions/3.11"*/bin/python3 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 &&
+       "$candidate" -c 'import sys, venv; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
+      command -v "$candidate"; return 0
+    fi
+  done
+  return 1
+}
+
+if [ ! -x .venv/bin/python ] || [ requirements.txt -nt .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
+  if ! PYTHON=$(find_python); then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+      echo "Installing Python 3.11 with apt-get ..."
+      apt-get update -qq && apt-get install -y -qq python3 python3-venv python3-dev >/dev/null
+    fi
+    PYTHON=$(find_python) || { echo "Python 3.11 is needed (MXNet 1.9.1 has no wheels for newer Pythons with NumPy 1.23)." >&2; exit 1; }
+  fi
+  echo "Setting up .venv with $PYTHON (first run takes a few minutes) ..."
+  rm -rf .venv
+  "$PYTHON" -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -r requirements.txt -e .
+  touch .venv/.installed
+fi
+# shellcheck disable=SC1091
+source .venv/bin/activate
+export MPLBACKEND=${MPLBACKEND:-Agg}
