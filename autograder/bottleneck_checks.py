@@ -143,22 +143,30 @@ def _error_summary(error):
     """The most telling line of an error message (MXNet's start with a traceback)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     lines = [line for line in lines if not line.startswith(("Traceback", "File ", "["))] or lines or [""]
-    return f"{type(error).__name__}: {lines[-1][:200]}"
+    last, kind = lines[-1], type(error).__name__
+    if last.startswith(kind + ":"):
+        last = last[len(kind) + 1:].strip()
+    return f"{kind}: {last[:200]}"
 
 
 def _bottleneck_shapes(Bottleneck, cases):
     for (channels, strides, proj), x_shape, want in cases:
         name = _name(channels, strides, proj)
         blk = _build(Bottleneck, channels, strides, proj)
-        try:
-            out = _run(blk, x_shape)
-        except NotImplementedError:
-            raise
-        except Exception as error:
-            _diagnose_failed_run(blk, channels, strides, proj, f"{name} on an input of shape {x_shape}")
-            fail(f"{name} on an input of shape {x_shape} raised {_error_summary(error)}. The main path "
-                 "and the shortcut must have the same shape where they are added.")
+        out = _run_or_explain(blk, x_shape, channels, strides, proj, f"{name} on an input of shape {x_shape}")
         _expect_shape(_shape(out), want, f"{name} on an input of shape {x_shape}")
+
+
+def _run_or_explain(blk, shape, c, s, proj, name):
+    """_run, turning a failure into an explanation of its usual cause."""
+    try:
+        return _run(blk, shape)
+    except NotImplementedError:
+        raise
+    except Exception as error:
+        _diagnose_failed_run(blk, c, s, proj, name)
+        fail(f"{name} raised {_error_summary(error)}. The main path and the shortcut must have the "
+             "same shape where they are added.")
 
 
 @check("Bottleneck expands the channels 4x, keeps the size, or halves it with strides=2")
@@ -179,16 +187,20 @@ def _diagnose_failed_run(blk, c, s, proj, name):
     """The block raised on its input; explain the usual cause from the layers'
     settings, which are known before any data has passed."""
     out = EXPANSION * c
+    for conv in walk.convs(blk):
+        if walk.kernel(conv) == (3, 3) and walk.padding(conv) != (1, 1):
+            fail(f"{name} raised an error: its 3x3 convolution needs padding=1 to keep height and width, "
+                 "so that the main path and the shortcut can be added.")
     ones = [conv for conv in walk.convs(blk) if walk.kernel(conv) == (1, 1)]
     wide = [conv for conv in ones if conv._kwargs["num_filter"] == out]
     if not wide:
-        fail(f"{name} failed on its input, and none of its 1x1 convolutions has 4 * num_channels = "
+        fail(f"{name} raised an error, and none of its 1x1 convolutions has 4 * num_channels = "
              f"{out} output channels: the last convolution (and the projection) must expand the channels 4x.")
     if proj and s != 1 and not any(walk.stride(conv) == (s, s) for conv in wide):
-        fail(f"{name} failed on its input: the main path halves height and width but the shortcut does "
+        fail(f"{name} raised an error: the main path halves height and width but the shortcut does "
              f"not. The projection shortcut must use strides={s}, like the first 1x1 convolution.")
     if proj and len(wide) < 2:
-        fail(f"{name} failed on its input; it should have a 1x1 projection convolution with {out} "
+        fail(f"{name} raised an error; it should have a 1x1 projection convolution with {out} "
              "output channels on the shortcut.")
 
 
@@ -201,11 +213,7 @@ def bottleneck_structure(Bottleneck):
         name = f"{_name(c, s, proj)} on a {c_in}-channel input"
         out = EXPANSION * c
         blk = _build(Bottleneck, c, s, proj)
-        try:
-            _run(blk, (1, c_in, 8, 8))
-        except Exception:
-            _diagnose_failed_run(blk, c, s, proj, name)
-            raise
+        _run_or_explain(blk, (1, c_in, 8, 8), c, s, proj, name)
         convs = walk.convs(blk)
         expect(len(convs) == (4 if proj else 3),
                f"{name} should hold {4 if proj else 3} convolutions (1x1, 3x3, 1x1"
@@ -300,7 +308,7 @@ def bottleneck_behaviour(Bottleneck):
         out = EXPANSION * c
         blk = _build(Bottleneck, c, 1, proj)
         x = rng.normal(size=(2, c_in, 6, 6))
-        _run(blk, x.shape)
+        _run_or_explain(blk, x.shape, c, 1, proj, name)
         needed = [(c, c_in, 1, 1), (c, c, 3, 3), (out, c, 1, 1)] + ([(out, c_in, 1, 1)] if proj else [])
         shapes = {tuple(conv.weight.shape) for conv in walk.convs(blk)}
         missing = [shape for shape in needed if shape not in shapes]
@@ -611,7 +619,8 @@ def train_adam_behaviour(train_adam):
            f"{correct / count:.4f} on test_iter: measure it on test_iter after the epoch's training.")
     expect(abs(values["val_loss"][-1] - total / count) < 1e-3 * max(1.0, total / count),
            f"the last validation loss is {values['val_loss'][-1]:.4f}, but the trained network's mean "
-           f"cross-entropy on test_iter is {total / count:.4f}.")
+           f"cross-entropy on test_iter is {total / count:.4f}: measure it on test_iter after the epoch's "
+           "training, as the mean loss per example.")
 
 
 # ------------------------------------------- optional: pre-activation block
