@@ -77,3 +77,27 @@ def parameter_counts(net):
         if param.grad_req != "null":
             trainable += size
     return total, trainable, total - trainable
+
+
+def set_canonical(block, seed):
+    """Give every convolution, batch norm and dense layer of ``block`` the
+    canonical test values for ``seed`` (see parts.canonical)."""
+    from .parts import canonical
+    for leaf in leaves(block):
+        if any(p.shape is None or min(p.shape, default=1) <= 0 for p in leaf.collect_params().values()):
+            continue  # a layer the forward pass never used has no shape yet
+        if isinstance(leaf, (gluon.nn.Conv2D, gluon.nn.Dense)):
+            kind = "conv" if isinstance(leaf, gluon.nn.Conv2D) else "dense"
+            put(leaf.weight, canonical(seed, f"{kind}.weight", leaf.weight.shape))
+            if leaf.bias is not None:
+                put(leaf.bias, canonical(seed, f"{kind}.bias", leaf.bias.shape))
+        elif isinstance(leaf, gluon.nn.BatchNorm):
+            for param, kind in ((leaf.gamma, "bn.gamma"), (leaf.beta, "bn.beta"),
+                                (leaf.running_mean, "bn.mean"), (leaf.running_var, "bn.var")):
+                put(param, canonical(seed, kind, param.shape))
+
+
+def has_biases(block):
+    """Whether every convolution and dense layer carries a bias."""
+    layers = [b for b in leaves(block) if isinstance(b, (gluon.nn.Conv2D, gluon.nn.Dense))]
+    return all(layer.bias is not None for layer in layers)

@@ -1,11 +1,14 @@
-"""Checks for the ResNet-18 notebook (``source/resnet18``).
+"""Graded parts of the ResNet-18 notebook (``source/resnet18``).
 
-Each exercise is judged on its own: where an exercise builds on an earlier
-one (``resnet_block`` uses ``Residual``, ``resnet18`` uses ``make_stem`` and
-``resnet_block``), the check swaps the earlier piece for a small stand-in
-that records how it was called, so a bug in ``Residual`` costs only the
-``Residual`` marks. Behaviour is judged by computing the expected output in
-plain NumPy from the weights the student's layers hold (see numpy_ops).
+Each part observes the student's code and judges the observation against a
+plain-NumPy reference (see parts.py for why the two are separate). Parts are
+independent: where an exercise builds on an earlier one (``resnet_block``
+uses ``Residual``, ``resnet18`` uses ``make_stem`` and ``resnet_block``), the
+observer swaps the earlier piece for a stand-in that records how it is
+called, so a bug in ``Residual`` costs only the ``Residual`` marks. Layers are
+found by kind and settings, never by their auto-generated names.
+
+The notebook calls ``check.<part>(obj)``; each name below is such a part.
 """
 import contextlib
 import inspect
@@ -17,33 +20,34 @@ from mxnet import autograd, gluon, np as mnp
 
 from . import gluon_walk as walk
 from . import numpy_ops as ref
-from .checking import check, expect, fail
+from .parts import Part, canonical, close, expect, fail, secret_seed
 
-RESNET18_COUNTS = (11_186_186, 11_178_378, 7_808)
+RESNET18_COUNTS = [11_186_186, 11_178_378, 7_808]
 STAGE_CHANNELS = (64, 128, 256, 512)
 
 
-def _run(block, shape, seed=0):
-    """Initialise ``block`` and push a random batch of ``shape`` through it."""
-    block.initialize(force_reinit=True)
-    x = mnp.array(onp.random.default_rng(seed).normal(size=shape), dtype="float32")
+# ------------------------------------------------------------ observer side
+
+def _forward(block, x):
     with autograd.predict_mode():
-        return block(x)
+        return block(mnp.array(x, dtype="float32"))
+
+
+def _run(block, shape, seed=0):
+    """Initialise ``block`` and push a batch of ``shape`` through it."""
+    block.initialize(force_reinit=True)
+    return _forward(block, canonical(seed, "input", shape))
 
 
 def _shape(value):
-    return tuple(int(n) for n in value.shape)
-
-
-def _expect_shape(got, want, what):
-    expect(got == want, f"{what} gave output shape {got}, expected {want}.")
+    return [int(n) for n in value.shape]
 
 
 @contextlib.contextmanager
 def _replaced(function, **stand_ins):
     """Temporarily rebind names in the namespace ``function`` looks its globals up in."""
     space = getattr(function, "__globals__", None)
-    if space is None:
+    if not isinstance(space, dict):
         yield
         return
     saved = {name: space[name] for name in stand_ins if name in space}
@@ -56,218 +60,23 @@ def _replaced(function, **stand_ins):
         space.update(saved)
 
 
-# ----------------------------------------------------------------- Residual
+def _layer_settings(block):
+    return {"convs": [{"kernel": list(walk.kernel(c)), "stride": list(walk.stride(c)),
+                       "pad": list(walk.padding(c)), "channels": int(c._kwargs["num_filter"])}
+                      for c in walk.convs(block)],
+            "pools": [{"kernel": list(p._kwargs["kernel"]), "stride": list(walk.stride(p)),
+                       "pad": list(walk.padding(p))} for p in walk.max_pools(block)],
+            "batch_norms": len(walk.batch_norms(block))}
 
-def _build_residual(Residual, channels, use_1x1conv, strides):
-    try:
-        return Residual(channels, use_1x1conv=use_1x1conv, strides=strides)
-    except TypeError as error:
-        fail(f"Residual({channels}, use_1x1conv={use_1x1conv}, strides={strides}) could not be "
-             f"created ({error}). Keep the signature Residual(num_channels, use_1x1conv=False, strides=1).")
-
-
-RESIDUAL_DEMOS = [((3, False, 1), (4, 3, 6, 6), (4, 3, 6, 6)),
-                  ((6, True, 2), (4, 3, 6, 6), (4, 6, 3, 3))]
-RESIDUAL_UNSEEN = [((5, False, 1), (2, 5, 9, 9), (2, 5, 9, 9)),
-                   ((10, True, 1), (2, 4, 7, 7), (2, 10, 7, 7)),
-                   ((16, True, 2), (3, 8, 9, 9), (3, 16, 5, 5)),
-                   ((8, True, 2), (1, 8, 8, 8), (1, 8, 4, 4))]
-
-
-def _residual_shapes(Residual, cases):
-    for (channels, proj, strides), x_shape, want in cases:
-        blk = _build_residual(Residual, channels, proj, strides)
-        got = _shape(_run(blk, x_shape))
-        _expect_shape(got, want, f"Residual({channels}, use_1x1conv={proj}, strides={strides}) "
-                                 f"on an input of shape {x_shape}")
-
-
-@check("Residual keeps the shape, or changes it with use_1x1conv=True and strides=2")
-def residual_demo_shapes(Residual):
-    _residual_shapes(Residual, RESIDUAL_DEMOS)
-
-
-@check("Residual gives the right output shape for other channel counts and strides")
-def residual_shapes(Residual):
-    _residual_shapes(Residual, RESIDUAL_UNSEEN)
-
-
-@check("Residual has two 3x3 convolutions, two batch norms, and a 1x1 convolution only when asked")
-def residual_structure(Residual):
-    for channels, proj, strides, x_shape in [(6, False, 1, (1, 6, 5, 5)),
-                                             (12, True, 2, (1, 6, 8, 8)),
-                                             (12, True, 1, (1, 6, 8, 8))]:
-        name = f"Residual({channels}, use_1x1conv={proj}, strides={strides})"
-        blk = _build_residual(Residual, channels, proj, strides)
-        _run(blk, x_shape)
-        convs = walk.convs(blk)
-        three = [c for c in convs if walk.kernel(c) == (3, 3)]
-        ones = [c for c in convs if walk.kernel(c) == (1, 1)]
-        expect(len(three) == 2, f"{name} should contain two 3x3 convolutions, found {len(three)}.")
-        expect(len(ones) == (1 if proj else 0),
-               f"{name} should contain {'one' if proj else 'no'} 1x1 convolution, found {len(ones)}. "
-               "The 1x1 convolution belongs on the shortcut, and only when use_1x1conv=True.")
-        expect(len(convs) == len(three) + len(ones),
-               f"{name} contains convolutions with other kernel sizes; use 3x3 on the main path.")
-        expect(len(walk.batch_norms(blk)) == 2,
-               f"{name} should contain two BatchNorm layers, found {len(walk.batch_norms(blk))}.")
-        for c in three:
-            expect(walk.padding(c) == (1, 1), f"the 3x3 convolutions in {name} need padding=1.")
-            expect(c._kwargs["num_filter"] == channels,
-                   f"every convolution in {name} should have {channels} output channels.")
-        for c in ones:
-            expect(walk.stride(c) == (strides, strides),
-                   f"the 1x1 convolution in {name} should use strides={strides}, like the first 3x3 one.")
-            expect(c._kwargs["num_filter"] == channels,
-                   f"the 1x1 convolution in {name} should have {channels} output channels.")
-
-
-def _set_residual_weights(blk, channels, rng):
-    """Give the block known weights; equal-shaped layers get equal values so
-    that the check does not need to know which one is 'first'."""
-    params = {}
-    for conv in walk.convs(blk):
-        w_shape = conv.weight.shape
-        key = ("conv", w_shape)
-        if key not in params:
-            fan_in = onp.prod(w_shape[1:])
-            params[key] = (rng.normal(size=w_shape) / onp.sqrt(fan_in),
-                           rng.normal(scale=0.1, size=w_shape[0]))
-        weight, bias = params[key]
-        walk.put(conv.weight, weight)
-        if conv.bias is not None:
-            walk.put(conv.bias, bias)
-    bn_values = (rng.uniform(0.5, 1.5, channels), rng.normal(scale=0.5, size=channels),
-                 rng.normal(scale=0.2, size=channels), rng.uniform(0.5, 1.5, channels))
-    for bn in walk.batch_norms(blk):
-        for param, value in zip((bn.gamma, bn.beta, bn.running_mean, bn.running_var), bn_values):
-            walk.put(param, value)
-    return bn_values
-
-
-def _residual_candidates(x, blk, c_in, strides, bn_values):
-    """The correct output and the outputs of common mistakes, from the same weights."""
-    bias = lambda conv: walk.get(conv.bias) if conv.bias is not None else None
-    three = [c for c in walk.convs(blk) if walk.kernel(c) == (3, 3)]
-    ones = [c for c in walk.convs(blk) if walk.kernel(c) == (1, 1)]
-    first = next(c for c in three if c.weight.shape[1] == c_in)
-    second = three[1] if three[0] is first else three[0]
-    bn = lambda z: ref.batch_norm(z, *bn_values)
-    conv1 = lambda z: ref.conv2d(z, walk.get(first.weight), bias(first), stride=strides, pad=1)
-    conv2 = lambda z: ref.conv2d(z, walk.get(second.weight), bias(second), stride=1, pad=1)
-    short = ref.conv2d(x, walk.get(ones[0].weight), bias(ones[0]), stride=strides) if ones else x
-    main = bn(conv2(ref.relu(bn(conv1(x)))))
-    return [
-        (None, ref.relu(main + short)),
-        ("the final ReLU is missing: apply ReLU after adding the shortcut", main + short),
-        ("the ReLU is applied before the shortcut is added; add first, then ReLU",
-         ref.relu(main) + short),
-        ("the shortcut is not added: the output must be ReLU(main path + shortcut)", ref.relu(main)),
-        ("ReLU comes before batch normalization; the order is convolution, BatchNorm, ReLU",
-         ref.relu(bn(ref.relu(conv2(bn(ref.relu(conv1(x)))))) + short)),
-    ]
-
-
-@check("Residual computes ReLU(BN(conv(ReLU(BN(conv(X))))) + shortcut(X))")
-def residual_behaviour(Residual):
-    rng = onp.random.default_rng(7)
-    for channels, proj, strides, c_in in [(4, False, 1, 4), (6, True, 2, 3), (6, True, 1, 3)]:
-        name = f"Residual({channels}, use_1x1conv={proj}, strides={strides})"
-        blk = _build_residual(Residual, channels, proj, strides)
-        x = rng.normal(size=(2, c_in, 6, 6))
-        _run(blk, x.shape)
-        three = [c for c in walk.convs(blk) if walk.kernel(c) == (3, 3)]
-        expect(len(three) == 2 and len(walk.batch_norms(blk)) == 2,
-               f"{name} should hold two 3x3 convolutions and two BatchNorm layers.")
-        expect(any(c.weight.shape[1] == c_in for c in three),
-               f"the first 3x3 convolution of {name} should read the block's input.")
-        bn_values = _set_residual_weights(blk, channels, rng)
-        with autograd.predict_mode():
-            got = blk(mnp.array(x, dtype="float32")).asnumpy()
-        for mistake, expected in _residual_candidates(x, blk, c_in, strides, bn_values):
-            if expected.shape == got.shape and onp.allclose(got, expected, rtol=1e-3, atol=1e-4):
-                if mistake is None:
-                    break
-                fail(f"in {name}, {mistake}.")
-        else:
-            fail(f"{name} does not compute ReLU(BN(conv(ReLU(BN(conv(X))))) + shortcut(X)). "
-                 "Check the order of the layers, that the first 3x3 convolution uses the stride, "
-                 "and that the shortcut is the input itself (or its 1x1 convolution).")
-
-
-# -------------------------------------------------------------------- stem
-
-@check("make_stem turns a (B, 1, H, W) image into (B, 64, H/4, W/4) features")
-def stem_shapes(make_stem):
-    for size, out in [(224, 56), (96, 24)]:
-        got = _shape(_run(make_stem(), (2, 1, size, size)))
-        _expect_shape(got, (2, 64, out, out), f"make_stem() on a {size}x{size} image")
-
-
-@check("make_stem is a 7x7/64 stride-2 convolution, BatchNorm, ReLU and 3x3 stride-2 max pooling")
-def stem_structure(make_stem):
-    stem = make_stem()
-    _run(stem, (1, 1, 32, 32))
-    convs, pools = walk.convs(stem), walk.max_pools(stem)
-    expect(len(convs) == 1, f"the stem should hold exactly one convolution, found {len(convs)}.")
-    conv = convs[0]
-    expect(walk.kernel(conv) == (7, 7) and conv._kwargs["num_filter"] == 64,
-           "the stem's convolution should be 7x7 with 64 output channels.")
-    expect(walk.stride(conv) == (2, 2) and walk.padding(conv) == (3, 3),
-           "the stem's convolution should use strides=2 and padding=3.")
-    expect(len(walk.batch_norms(stem)) == 1, "the stem should hold one BatchNorm layer.")
-    expect(len(pools) == 1, "the stem should end with one MaxPool2D layer.")
-    pool = pools[0]
-    expect(tuple(pool._kwargs["kernel"]) == (3, 3) and walk.stride(pool) == (2, 2)
-           and walk.padding(pool) == (1, 1),
-           "the stem's max pooling should use pool_size=3, strides=2, padding=1.")
-
-
-@check("make_stem applies convolution, then BatchNorm, then ReLU, then max pooling")
-def stem_behaviour(make_stem):
-    rng = onp.random.default_rng(3)
-    stem = make_stem()
-    x = rng.normal(size=(2, 1, 20, 20))
-    _run(stem, x.shape)
-    conv, bn = walk.convs(stem)[0], walk.batch_norms(stem)[0]
-    weight, bias = rng.normal(scale=0.2, size=(64, 1, 7, 7)), rng.normal(scale=0.1, size=64)
-    walk.put(conv.weight, weight)
-    if conv.bias is not None:
-        walk.put(conv.bias, bias)
-    else:
-        bias = None
-    bn_values = (rng.uniform(0.5, 1.5, 64), rng.normal(scale=0.5, size=64),
-                 rng.normal(scale=0.2, size=64), rng.uniform(0.5, 1.5, 64))
-    for param, value in zip((bn.gamma, bn.beta, bn.running_mean, bn.running_var), bn_values):
-        walk.put(param, value)
-    with autograd.predict_mode():
-        got = stem(mnp.array(x, dtype="float32")).asnumpy()
-    z = ref.conv2d(x, weight, bias, stride=2, pad=3)
-    norm = lambda v: ref.batch_norm(v, *bn_values)
-    candidates = [
-        (None, ref.max_pool(ref.relu(norm(z)))),
-        ("ReLU comes before BatchNorm; normalise first, then ReLU", ref.max_pool(norm(ref.relu(z)))),
-        ("there is no ReLU after the BatchNorm layer", ref.max_pool(norm(z))),
-    ]
-    for mistake, expected in candidates:
-        if expected.shape == got.shape and onp.allclose(got, expected, rtol=1e-3, atol=1e-4):
-            if mistake is None:
-                return
-            fail(mistake + ".")
-    fail("the stem's output does not match MaxPool(ReLU(BatchNorm(Conv(X)))).")
-
-
-# ------------------------------------------------------------ resnet_block
 
 class _UnitSpy(gluon.nn.HybridBlock):
-    """Stands in for the student's Residual: remembers its arguments and
-    changes the shape exactly as a correct Residual would. A HybridBlock, so
-    it fits in both Sequential and HybridSequential containers."""
+    """Stands in for Residual: records its arguments, changes the shape as
+    Residual would. A HybridBlock, so it fits any Gluon container."""
     calls = None
 
     def __init__(self, num_channels, use_1x1conv=False, strides=1, **kwargs):
         super().__init__(**kwargs)
-        type(self).calls.append((num_channels, bool(use_1x1conv), int(strides)))
+        type(self).calls.append([int(num_channels), bool(use_1x1conv), int(strides)])
         self.proj = gluon.nn.Conv2D(num_channels, 1, strides=strides)
 
     def hybrid_forward(self, F, X):
@@ -278,58 +87,11 @@ def _unit_spy():
     return type("Residual", (_UnitSpy,), {"calls": []})
 
 
-def _expected_units(channels, count, first_block):
-    return [(channels, not first_block, 1 if first_block else 2)] + [(channels, False, 1)] * (count - 1)
-
-
-def _describe_units(calls):
-    return ", ".join(f"Residual({c}, use_1x1conv={p}, strides={s})" for c, p, s in calls) or "nothing"
-
-
-def _block_with_spy(resnet_block, channels, count, first_block):
-    spy = _unit_spy()
-    with _replaced(resnet_block, Residual=spy):
-        blk = resnet_block(channels, count, first_block=first_block)
-    return blk, spy.calls
-
-
-@check("resnet_block(64, 2, first_block=True) keeps (1, 64, 56, 56); resnet_block(128, 2) halves it")
-def resnet_block_demo(resnet_block):
-    for channels, count, first, x_shape, want in [(64, 2, True, (1, 64, 56, 56), (1, 64, 56, 56)),
-                                                  (128, 2, False, (1, 64, 56, 56), (1, 128, 28, 28))]:
-        blk, _ = _block_with_spy(resnet_block, channels, count, first)
-        _expect_shape(_shape(_run(blk, x_shape)), want,
-                      f"resnet_block({channels}, {count}, first_block={first})")
-
-
-@check("resnet_block builds the right Residual units in the right order")
-def resnet_block_units(resnet_block):
-    for channels, count, first in [(64, 2, True), (128, 2, False), (32, 3, True), (48, 4, False), (8, 1, False)]:
-        blk, calls = _block_with_spy(resnet_block, channels, count, first)
-        want = _expected_units(channels, count, first)
-        expect(calls, "resnet_block should create its units with the Residual class.")
-        expect(calls == want,
-               f"resnet_block({channels}, {count}, first_block={first}) created {_describe_units(calls)}; "
-               f"expected {_describe_units(want)}. Only the first unit of a block that is not the "
-               "first block changes the shape.")
-        expect(len(walk.children(blk)) == count,
-               f"the block returned by resnet_block({channels}, {count}) should hold its {count} units "
-               f"as its children, in order (found {len(walk.children(blk))} children).")
-        c_in = channels if first else channels // 2 if channels % 2 == 0 else channels
-        side = 8
-        out = _shape(_run(blk, (2, c_in, side, side)))
-        want_side = side if first else side // 2
-        _expect_shape(out, (2, channels, want_side, want_side),
-                      f"resnet_block({channels}, {count}, first_block={first})")
-
-
-# ---------------------------------------------------------------- resnet18
-
 def _stage_spy():
     calls = []
 
     def resnet_block(num_channels, num_residuals, first_block=False):
-        calls.append((num_channels, num_residuals, bool(first_block)))
+        calls.append([int(num_channels), int(num_residuals), bool(first_block)])
         blk = gluon.nn.HybridSequential()
         blk.add(gluon.nn.Conv2D(num_channels, 1, strides=1 if first_block else 2))
         return blk
@@ -343,6 +105,320 @@ def _stem_spy():
     return stem
 
 
+def _build_residual(Residual, channels, proj, strides):
+    try:
+        return Residual(channels, use_1x1conv=proj, strides=strides)
+    except TypeError as error:
+        fail(f"Residual({channels}, use_1x1conv={proj}, strides={strides}) could not be created "
+             f"({error}). Keep the signature Residual(num_channels, use_1x1conv=False, strides=1).")
+
+
+# --------------------------------------------------------------- judge side
+
+def _conv(x, seed, c_out, k, stride=1, pad=0, bias=True):
+    weight = canonical(seed, "conv.weight", (c_out, x.shape[1], k, k))
+    b = canonical(seed, "conv.bias", (c_out,)) if bias else None
+    return ref.conv2d(x, weight, b, stride=stride, pad=pad)
+
+
+def _bn(x, seed):
+    c = (x.shape[1],)
+    return ref.batch_norm(x, canonical(seed, "bn.gamma", c), canonical(seed, "bn.beta", c),
+                          canonical(seed, "bn.mean", c), canonical(seed, "bn.var", c))
+
+
+def residual_outputs(x, seed, channels, proj, strides, bias=True):
+    """The correct output of Residual and those of common mistakes, with canonical weights."""
+    conv1 = lambda z: _conv(z, seed, channels, 3, strides, 1, bias)
+    conv2 = lambda z: _conv(z, seed, channels, 3, 1, 1, bias)
+    short = _conv(x, seed, channels, 1, strides, 0, bias) if proj else x
+    main = _bn(conv2(ref.relu(_bn(conv1(x), seed))), seed)
+    swapped = _bn(ref.relu(conv2(_bn(ref.relu(conv1(x)), seed))), seed)
+    return [
+        (None, ref.relu(main + short)),
+        ("the final ReLU is missing: apply ReLU after adding the shortcut", main + short),
+        ("the ReLU is applied before the shortcut is added; add first, then ReLU", ref.relu(main) + short),
+        ("the shortcut is not added: the output must be ReLU(main path + shortcut)", ref.relu(main)),
+        ("ReLU comes before batch normalization; the order is convolution, BatchNorm, ReLU",
+         ref.relu(swapped + short)),
+    ]
+
+
+def stem_outputs(x, seed, bias=True):
+    z = _conv(x, seed, 64, 7, 2, 3, bias)
+    return [
+        (None, ref.max_pool(ref.relu(_bn(z, seed)))),
+        ("ReLU comes before BatchNorm; normalise first, then ReLU", ref.max_pool(_bn(ref.relu(z), seed))),
+        ("there is no ReLU after the BatchNorm layer", ref.max_pool(_bn(z, seed))),
+    ]
+
+
+def resnet18_output(x, seed, bias=True, num_classes=10):
+    y = stem_outputs(x, seed, bias)[0][1]
+    for i, channels in enumerate(STAGE_CHANNELS):
+        for j in range(2):
+            down = i > 0 and j == 0
+            y = residual_outputs(y, seed, channels, down, 2 if down else 1, bias)[0][1]
+    y = ref.global_avg_pool(y)
+    weight = canonical(seed, "dense.weight", (num_classes, y.shape[1]))
+    return ref.dense(y, weight, canonical(seed, "dense.bias", (num_classes,)) if bias else 0)
+
+
+def _judge_outputs(got, candidates, what):
+    for mistake, want in candidates:
+        if close(got, want):
+            if mistake is None:
+                return
+            fail(f"in {what}, {mistake}.")
+    fail(f"{what} does not compute ReLU(BN(conv(ReLU(BN(conv(X))))) + shortcut(X)). Check the order "
+         "of the layers, that the first 3x3 convolution uses the stride, and that the shortcut is "
+         "the input itself (or its 1x1 convolution).")
+
+
+def _out_side(side, stride):
+    return (side - 1) // stride + 1
+
+
+# ----------------------------------------------------------------- Residual
+
+class ResidualShapes(Part):
+    name = "residual_shapes"
+    description = "Residual gives the right output shape for other channel counts and strides"
+
+    def challenge(self, rng=None):
+        if rng is None:
+            return {"cases": [[5, False, 1, [2, 5, 9, 9]], [10, True, 1, [2, 4, 7, 7]],
+                              [16, True, 2, [3, 8, 9, 9]], [8, True, 2, [1, 8, 8, 8]]]}
+        cases = []
+        for _ in range(4):
+            c, strides = int(rng.integers(2, 17)), int(rng.choice([1, 2]))
+            proj = bool(strides == 2 or rng.random() < 0.5)
+            c_in = int(rng.integers(1, 17)) if proj else c
+            side = int(rng.integers(3, 12))
+            cases.append([c, proj, strides, [int(rng.integers(1, 4)), c_in, side, side]])
+        return {"cases": cases}
+
+    def observe(self, Residual, challenge):
+        return {"shapes": [_shape(_run(_build_residual(Residual, c, p, s), x_shape))
+                           for c, p, s, x_shape in challenge["cases"]]}
+
+    def judge(self, challenge, observation):
+        for (c, p, s, x_shape), got in zip(challenge["cases"], observation["shapes"], strict=True):
+            want = [x_shape[0], c, _out_side(x_shape[2], s), _out_side(x_shape[3], s)]
+            expect(got == want, f"Residual({c}, use_1x1conv={p}, strides={s}) on an input of shape "
+                                f"{tuple(x_shape)} gave output shape {tuple(got)}, expected {tuple(want)}.")
+
+
+class ResidualDemoShapes(ResidualShapes):
+    name = "residual_demo_shapes"
+    description = "Residual keeps the shape, or changes it with use_1x1conv=True and strides=2"
+
+    def challenge(self, rng=None):
+        return {"cases": [[3, False, 1, [4, 3, 6, 6]], [6, True, 2, [4, 3, 6, 6]]]}
+
+
+class ResidualStructure(Part):
+    name = "residual_structure"
+    description = "Residual has two 3x3 convolutions, two batch norms, and a 1x1 convolution only when asked"
+
+    def challenge(self, rng=None):
+        c = 6 if rng is None else int(rng.integers(2, 9))
+        return {"cases": [[c, False, 1, c], [2 * c, True, 2, c], [2 * c, True, 1, c]]}
+
+    def observe(self, Residual, challenge):
+        settings = []
+        for c, p, s, c_in in challenge["cases"]:
+            blk = _build_residual(Residual, c, p, s)
+            _run(blk, (1, c_in, 8, 8))
+            settings.append(_layer_settings(blk))
+        return {"settings": settings}
+
+    def judge(self, challenge, observation):
+        for (c, proj, s, _), found in zip(challenge["cases"], observation["settings"], strict=True):
+            name = f"Residual({c}, use_1x1conv={proj}, strides={s})"
+            convs = found["convs"]
+            three = [v for v in convs if v["kernel"] == [3, 3]]
+            ones = [v for v in convs if v["kernel"] == [1, 1]]
+            expect(len(three) == 2, f"{name} should contain two 3x3 convolutions, found {len(three)}.")
+            expect(len(ones) == (1 if proj else 0),
+                   f"{name} should contain {'one' if proj else 'no'} 1x1 convolution, found {len(ones)}. "
+                   "The 1x1 convolution belongs on the shortcut, and only when use_1x1conv=True.")
+            expect(len(convs) == 2 + len(ones),
+                   f"{name} contains convolutions with other kernel sizes; use 3x3 on the main path.")
+            expect(found["batch_norms"] == 2,
+                   f"{name} should contain two BatchNorm layers, found {found['batch_norms']}.")
+            for v in three:
+                expect(v["pad"] == [1, 1], f"the 3x3 convolutions in {name} need padding=1.")
+                expect(v["channels"] == c, f"every convolution in {name} should have {c} output channels.")
+            expect(sorted(v["stride"][0] for v in three) == sorted([1, s]),
+                   f"in {name} one 3x3 convolution (the first) should use strides={s}, the other 1.")
+            for v in ones:
+                expect(v["stride"] == [s, s],
+                       f"the 1x1 convolution in {name} should use strides={s}, like the first 3x3 one.")
+                expect(v["channels"] == c, f"the 1x1 convolution in {name} should have {c} output channels.")
+
+
+class ResidualBehaviour(Part):
+    name = "residual_behaviour"
+    description = "Residual computes ReLU(BN(conv(ReLU(BN(conv(X))))) + shortcut(X))"
+
+    def challenge(self, rng=None):
+        if rng is None:
+            cases = [[4, False, 1, 4, 6], [6, True, 2, 3, 6], [6, True, 1, 3, 5]]
+        else:
+            c = int(rng.integers(2, 8))
+            cases = [[c, False, 1, c, int(rng.integers(4, 8))],
+                     [c + int(rng.integers(1, 4)), True, 2, c, int(rng.integers(4, 9))],
+                     [c + 1, True, 1, c, int(rng.integers(3, 7))]]
+        return {"seed": secret_seed(rng), "cases": cases}
+
+    def observe(self, Residual, challenge):
+        seed, outputs = challenge["seed"], []
+        for c, p, s, c_in, side in challenge["cases"]:
+            blk = _build_residual(Residual, c, p, s)
+            x = canonical(seed, "input", (2, c_in, side, side))
+            _run(blk, x.shape)
+            walk.set_canonical(blk, seed)
+            outputs.append({"output": _forward(blk, x).asnumpy().tolist(), "biases": walk.has_biases(blk)})
+        return {"outputs": outputs}
+
+    def judge(self, challenge, observation):
+        seed = challenge["seed"]
+        for (c, p, s, c_in, side), got in zip(challenge["cases"], observation["outputs"], strict=True):
+            x = canonical(seed, "input", (2, c_in, side, side))
+            candidates = residual_outputs(x, seed, c, p, s, bias=bool(got["biases"]))
+            _judge_outputs(got["output"], candidates, f"Residual({c}, use_1x1conv={p}, strides={s})")
+
+
+# -------------------------------------------------------------------- stem
+
+class StemShapes(Part):
+    name = "stem_shapes"
+    description = "make_stem turns a (B, 1, H, W) image into (B, 64, H/4, W/4) features"
+
+    def challenge(self, rng=None):
+        sides = [224, 96] if rng is None else [int(rng.integers(8, 40)) * 4 for _ in range(2)]
+        return {"sides": sides}
+
+    def observe(self, make_stem, challenge):
+        return {"shapes": [_shape(_run(make_stem(), (2, 1, side, side))) for side in challenge["sides"]]}
+
+    def judge(self, challenge, observation):
+        for side, got in zip(challenge["sides"], observation["shapes"], strict=True):
+            want = [2, 64, side // 4, side // 4]
+            expect(got == want, f"make_stem() on a {side}x{side} image gave {tuple(got)}, expected {tuple(want)}.")
+
+
+class StemStructure(Part):
+    name = "stem_structure"
+    description = "make_stem is a 7x7/64 stride-2 convolution, BatchNorm, ReLU and 3x3 stride-2 max pooling"
+
+    def observe(self, make_stem, challenge):
+        stem = make_stem()
+        _run(stem, (1, 1, 32, 32))
+        return _layer_settings(stem)
+
+    def judge(self, challenge, found):
+        convs, pools = found["convs"], found["pools"]
+        expect(len(convs) == 1, f"the stem should hold exactly one convolution, found {len(convs)}.")
+        conv = convs[0]
+        expect(conv["kernel"] == [7, 7] and conv["channels"] == 64,
+               "the stem's convolution should be 7x7 with 64 output channels.")
+        expect(conv["stride"] == [2, 2] and conv["pad"] == [3, 3],
+               "the stem's convolution should use strides=2 and padding=3.")
+        expect(found["batch_norms"] == 1, "the stem should hold one BatchNorm layer.")
+        expect(len(pools) == 1, "the stem should end with one MaxPool2D layer.")
+        expect(pools[0] == {"kernel": [3, 3], "stride": [2, 2], "pad": [1, 1]},
+               "the stem's max pooling should use pool_size=3, strides=2, padding=1.")
+
+
+class StemBehaviour(Part):
+    name = "stem_behaviour"
+    description = "make_stem applies convolution, then BatchNorm, then ReLU, then max pooling"
+
+    def challenge(self, rng=None):
+        return {"seed": secret_seed(rng), "side": 20 if rng is None else int(rng.integers(12, 25))}
+
+    def observe(self, make_stem, challenge):
+        stem = make_stem()
+        x = canonical(challenge["seed"], "input", (2, 1, challenge["side"], challenge["side"]))
+        _run(stem, x.shape)
+        walk.set_canonical(stem, challenge["seed"])
+        return {"output": _forward(stem, x).asnumpy().tolist(), "biases": walk.has_biases(stem)}
+
+    def judge(self, challenge, observation):
+        seed, side = challenge["seed"], challenge["side"]
+        x = canonical(seed, "input", (2, 1, side, side))
+        for mistake, want in stem_outputs(x, seed, bias=bool(observation["biases"])):
+            if close(observation["output"], want):
+                if mistake is None:
+                    return
+                fail(mistake + ".")
+        fail("the stem's output does not match MaxPool(ReLU(BatchNorm(Conv(X)))).")
+
+
+# ------------------------------------------------------------ resnet_block
+
+def _units(channels, count, first_block):
+    return [[channels, not first_block, 1 if first_block else 2]] + [[channels, False, 1]] * (count - 1)
+
+
+def _describe_units(calls):
+    return ", ".join(f"Residual({c}, use_1x1conv={p}, strides={s})" for c, p, s in calls) or "nothing"
+
+
+class ResnetBlockUnits(Part):
+    name = "resnet_block_units"
+    description = "resnet_block builds the right Residual units in the right order"
+
+    def challenge(self, rng=None):
+        if rng is None:
+            return {"cases": [[64, 2, True], [128, 2, False], [32, 3, True], [48, 4, False], [8, 1, False]]}
+        return {"cases": [[int(rng.integers(2, 65)), int(rng.integers(1, 5)), bool(first)]
+                          for first in (True, False, True, False)]}
+
+    def observe(self, resnet_block, challenge):
+        found = []
+        for channels, count, first in challenge["cases"]:
+            spy = _unit_spy()
+            with _replaced(resnet_block, Residual=spy):
+                blk = resnet_block(channels, count, first_block=first)
+            found.append({"calls": spy.calls, "children": len(walk.children(blk)),
+                          "shape": _shape(_run(blk, (2, max(1, channels // 2), 8, 8)))})
+        return {"found": found}
+
+    def judge(self, challenge, observation):
+        for (channels, count, first), got in zip(challenge["cases"], observation["found"], strict=True):
+            name = f"resnet_block({channels}, {count}, first_block={first})"
+            want = _units(channels, count, first)
+            expect(got["calls"], "resnet_block should create its units with the Residual class.")
+            expect(got["calls"] == want, f"{name} created {_describe_units(got['calls'])}; expected "
+                                         f"{_describe_units(want)}. Only the first unit of a block that is "
+                                         "not the first block changes the shape.")
+            expect(got["children"] == count, f"the block returned by {name} should hold its {count} units as "
+                                             f"its children, in order (found {got['children']}).")
+            side = 8 if first else 4
+            expect(got["shape"] == [2, channels, side, side],
+                   f"{name} gave output shape {tuple(got['shape'])}, expected {(2, channels, side, side)}.")
+
+
+class ResnetBlockDemo(ResnetBlockUnits):
+    name = "resnet_block_demo"
+    description = "resnet_block(64, 2, first_block=True) keeps (B, 64, H, W); resnet_block(128, 2) halves it"
+
+    def challenge(self, rng=None):
+        return {"cases": [[64, 2, True], [128, 2, False]]}
+
+    def judge(self, challenge, observation):
+        for (channels, count, first), got in zip(challenge["cases"], observation["found"], strict=True):
+            side = 8 if first else 4
+            expect(got["shape"] == [2, channels, side, side],
+                   f"resnet_block({channels}, {count}, first_block={first}) gave output shape "
+                   f"{tuple(got['shape'])} on an input of 8x8, expected {(2, channels, side, side)}.")
+
+
+# ---------------------------------------------------------------- resnet18
+
 def _spied_resnet18(resnet18, *args):
     stage, calls = _stage_spy()
     with _replaced(resnet18, resnet_block=stage, make_stem=_stem_spy, Residual=_unit_spy()):
@@ -350,47 +426,123 @@ def _spied_resnet18(resnet18, *args):
     return net, calls
 
 
-@check("resnet18() maps a (1, 1, 224, 224) image to (1, 10) class scores")
-def resnet18_demo(resnet18):
-    net, _ = _spied_resnet18(resnet18)
-    _expect_shape(_shape(_run(net, (1, 1, 224, 224))), (1, 10), "resnet18() on a 224x224 image")
+class Resnet18Demo(Part):
+    name = "resnet18_demo"
+    description = "resnet18() maps a (1, 1, 224, 224) image to (1, 10) class scores"
+
+    def observe(self, resnet18, challenge):
+        net, _ = _spied_resnet18(resnet18)
+        return {"shape": _shape(_run(net, (1, 1, 224, 224)))}
+
+    def judge(self, challenge, observation):
+        expect(observation["shape"] == [1, 10],
+               f"resnet18() on a 224x224 image gave {tuple(observation['shape'])}, expected (1, 10).")
 
 
-@check("resnet18 chains the stem, four stages of 64, 128, 256, 512 channels, global average pooling and Dense")
-def resnet18_assembly(resnet18):
-    net, calls = _spied_resnet18(resnet18)
-    want = [(64, 2, True), (128, 2, False), (256, 2, False), (512, 2, False)]
-    expect(calls == want,
-           f"resnet18 called resnet_block with {calls or 'nothing'}; expected the four stages {want} "
-           "as (num_channels, num_residuals, first_block).")
-    for size in (224, 96):
-        _expect_shape(_shape(_run(net, (2, 1, size, size))), (2, 10), f"resnet18() on a {size}x{size} image")
-    leaves = walk.leaves(net)
-    pools = [b for b in leaves if isinstance(b, gluon.nn.GlobalAvgPool2D)]
-    expect(len(pools) == 1, "resnet18 should have one GlobalAvgPool2D layer after the stages.")
-    expect(isinstance(leaves[-1], gluon.nn.Dense) and leaves[-1]._units == 10,
-           "resnet18 should end with a Dense layer of 10 units (one score per class).")
-    expect(leaves.index(pools[0]) == len(leaves) - 2,
-           "the global average pooling should come right before the final Dense layer.")
+class Resnet18Assembly(Part):
+    name = "resnet18_assembly"
+    description = ("resnet18 chains the stem, four stages of 64, 128, 256, 512 channels, "
+                   "global average pooling and Dense")
+
+    def challenge(self, rng=None):
+        return {"sides": [224, 96] if rng is None else [int(rng.integers(2, 8)) * 32 for _ in range(2)]}
+
+    def observe(self, resnet18, challenge):
+        net, calls = _spied_resnet18(resnet18)
+        shapes = [_shape(_run(net, (2, 1, side, side))) for side in challenge["sides"]]
+        leaves = walk.leaves(net)
+        return {"calls": calls, "shapes": shapes,
+                "tail": [type(b).__name__ for b in leaves[-2:]],
+                "global_pools": sum(isinstance(b, gluon.nn.GlobalAvgPool2D) for b in leaves),
+                "dense_units": int(leaves[-1]._units) if isinstance(leaves[-1], gluon.nn.Dense) else None,
+                "tail_is_pool_then_dense": (len(leaves) > 1 and isinstance(leaves[-2], gluon.nn.GlobalAvgPool2D)
+                                            and isinstance(leaves[-1], gluon.nn.Dense))}
+
+    def judge(self, challenge, got):
+        want = [[64, 2, True], [128, 2, False], [256, 2, False], [512, 2, False]]
+        expect(got["calls"] == want,
+               f"resnet18 called resnet_block with {[tuple(c) for c in got['calls']] or 'nothing'}; expected "
+               f"the four stages {[tuple(c) for c in want]} as (num_channels, num_residuals, first_block).")
+        for side, shape in zip(challenge["sides"], got["shapes"], strict=True):
+            expect(shape == [2, 10], f"resnet18() on a {side}x{side} image gave {tuple(shape)}, expected (2, 10).")
+        expect(got["global_pools"] == 1, "resnet18 should have one GlobalAvgPool2D layer after the stages.")
+        expect(got["dense_units"] == 10, "resnet18 should end with a Dense layer of 10 units (one score per class).")
+        expect(got["tail_is_pool_then_dense"] is True,
+               "the global average pooling should come right before the final Dense layer.")
 
 
-@check("resnet18(num_classes) sizes its output layer")
-def resnet18_num_classes(resnet18):
-    try:
-        inspect.signature(resnet18).bind(7)
-    except TypeError:
-        fail("resnet18 should accept num_classes (default 10).")
-    net, _ = _spied_resnet18(resnet18, 7)
-    _expect_shape(_shape(_run(net, (3, 1, 64, 64))), (3, 7), "resnet18(7) on a batch of 3")
+class Resnet18NumClasses(Part):
+    name = "resnet18_num_classes"
+    description = "resnet18(num_classes) sizes its output layer"
+
+    def challenge(self, rng=None):
+        return {"num_classes": 7 if rng is None else int(rng.integers(2, 40))}
+
+    def observe(self, resnet18, challenge):
+        try:
+            inspect.signature(resnet18).bind(1)
+        except TypeError:
+            fail("resnet18 should accept num_classes (default 10).")
+        net, _ = _spied_resnet18(resnet18, challenge["num_classes"])
+        return {"shape": _shape(_run(net, (3, 1, 64, 64)))}
+
+    def judge(self, challenge, observation):
+        k = challenge["num_classes"]
+        expect(observation["shape"] == [3, k],
+               f"resnet18({k}) on a batch of 3 gave {tuple(observation['shape'])}, expected (3, {k}).")
 
 
 # ---------------------------------------------------------- shapes, counts
 
-def _small_net():
+def _random_spec(rng):
+    """A small random network: a list of layer descriptions the judge can do arithmetic on."""
+    if rng is None:
+        return {"input": [2, 1, 12, 12],
+                "layers": [["conv", 4, 3, 1], ["bn"], ["relu"], ["pool", 2], ["conv", 6, 3, 0],
+                           ["gap"], ["dense", 3]]}
+    layers, side = [], int(rng.integers(10, 17))
+    for _ in range(int(rng.integers(1, 3))):
+        k = int(rng.choice([1, 3]))
+        layers += [["conv", int(rng.integers(2, 9)), k, int(rng.integers(0, k // 2 + 1))], ["bn"], ["relu"]]
+        if rng.random() < 0.5:
+            layers.append(["pool", 2])
+    layers += [["gap"], ["dense", int(rng.integers(2, 7))]]
+    return {"input": [int(rng.integers(1, 4)), int(rng.integers(1, 4)), side, side], "layers": layers}
+
+
+def _build_spec(spec):
     net = gluon.nn.Sequential()
-    net.add(gluon.nn.Conv2D(4, 3, padding=1), gluon.nn.BatchNorm(), gluon.nn.Activation("relu"),
-            gluon.nn.MaxPool2D(2), gluon.nn.Conv2D(6, 3), gluon.nn.GlobalAvgPool2D(), gluon.nn.Dense(3))
+    makers = {"conv": lambda c, k, p: gluon.nn.Conv2D(c, k, padding=p), "bn": gluon.nn.BatchNorm,
+              "relu": lambda: gluon.nn.Activation("relu"), "pool": gluon.nn.MaxPool2D,
+              "gap": gluon.nn.GlobalAvgPool2D, "dense": gluon.nn.Dense}
+    for kind, *args in spec["layers"]:
+        net.add(makers[kind](*args))
     return net
+
+
+def _spec_shapes_and_counts(spec):
+    """Output shape after each layer and (total, trainable, frozen-if-all) parameter counts, by arithmetic."""
+    shape, shapes, params = list(spec["input"]), [], []
+    for kind, *args in spec["layers"]:
+        if kind == "conv":
+            c, k, p = args
+            params.append((c * shape[1] * k * k + c, 0))
+            shape = [shape[0], c, shape[2] + 2 * p - k + 1, shape[3] + 2 * p - k + 1]
+        elif kind == "bn":
+            params.append((2 * shape[1], 2 * shape[1]))
+        elif kind == "pool":
+            shape = [shape[0], shape[1], shape[2] // 2, shape[3] // 2]
+            params.append((0, 0))
+        elif kind == "gap":
+            shape = [shape[0], shape[1], 1, 1]
+            params.append((0, 0))
+        elif kind == "dense":
+            params.append((args[0] * shape[1] + args[0], 0))
+            shape = [shape[0], args[0]]
+        else:
+            params.append((0, 0))
+        shapes.append(shape)
+    return shapes, params
 
 
 _SHAPE = re.compile(r"\((\d+(?:,\s*\d+)*),?\)")
@@ -400,69 +552,118 @@ def _printed_shapes(text):
     shapes = []
     for line in text.strip().splitlines():
         found = _SHAPE.findall(line)
-        shapes.append(tuple(int(n) for n in found[-1].split(",")) if found else None)
+        shapes.append([int(n) for n in found[-1].split(",")] if found else None)
     return shapes
 
 
-@check("print_layer_shapes prints one line per top-level layer with its output shape")
-def print_layer_shapes_output(print_layer_shapes):
-    net = _small_net()
-    x = mnp.array(onp.random.default_rng(0).normal(size=(2, 1, 12, 12)), dtype="float32")
-    net.initialize()
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer), autograd.predict_mode():
-        print_layer_shapes(net, x)
-    want, y = [], x
-    with autograd.predict_mode():
-        for layer in walk.children(net):
-            y = layer(y)
-            want.append(_shape(y))
-    got = _printed_shapes(buffer.getvalue())
-    expect(len(got) == len(want),
-           f"for a net of {len(want)} layers, print_layer_shapes printed {len(got)} lines.")
-    expect(got == want, f"the printed shapes were {got}; expected {want}, one per layer in order.")
+class PrintLayerShapes(Part):
+    name = "print_layer_shapes_output"
+    description = "print_layer_shapes prints one line per top-level layer with its output shape"
+
+    def challenge(self, rng=None):
+        return {"spec": _random_spec(rng)}
+
+    def observe(self, print_layer_shapes, challenge):
+        spec = challenge["spec"]
+        net = _build_spec(spec)
+        net.initialize()
+        buffer = io.StringIO()
+        with contextlib.redirect_stdout(buffer), autograd.predict_mode():
+            print_layer_shapes(net, mnp.array(canonical(1, "input", spec["input"]), dtype="float32"))
+        return {"printed": buffer.getvalue()[:20_000]}
+
+    def judge(self, challenge, observation):
+        want, _ = _spec_shapes_and_counts(challenge["spec"])
+        got = _printed_shapes(str(observation["printed"]))
+        expect(len(got) == len(want),
+               f"for a net of {len(want)} layers, print_layer_shapes printed {len(got)} lines.")
+        expect(got == want, f"the printed shapes were {[tuple(s) if s else s for s in got]}; expected "
+                            f"{[tuple(s) for s in want]}, one per layer in order.")
 
 
-@check("parameter_counts returns (total, trainable, non-trainable) parameter counts")
-def parameter_counts_values(parameter_counts):
-    for build, shape in [(_small_net, (1, 1, 12, 12)), (lambda: gluon.nn.Dense(5), (2, 7))]:
-        net = build()
-        _run(net, shape)
-        want = walk.parameter_counts(net)
-        got = parameter_counts(net)
-        try:
-            got = tuple(int(n) for n in got)
-        except (TypeError, ValueError):
-            fail(f"parameter_counts should return three integers, returned {got!r}.")
-        expect(got == want, f"for a test network parameter_counts returned {got}, expected {want}. "
-                            "Non-trainable parameters are those with grad_req == 'null' "
-                            "(BatchNorm's running mean and variance).")
-    frozen = _small_net()
-    _run(frozen, (1, 1, 12, 12))
-    frozen.collect_params().setattr("grad_req", "null")
-    total = walk.parameter_counts(frozen)[0]
-    got = tuple(int(n) for n in parameter_counts(frozen))
-    expect(got == (total, 0, total), f"for a fully frozen network expected {(total, 0, total)}, got {got}.")
+class ParameterCounts(Part):
+    name = "parameter_counts_values"
+    description = "parameter_counts returns (total, trainable, non-trainable) parameter counts"
+
+    def challenge(self, rng=None):
+        specs = [_random_spec(rng), {"input": [2, 7], "layers": [["dense", 5]]}]
+        frozen = [[], [], list(range(len(specs[0]["layers"])))]
+        if rng is not None:
+            frozen[1] = [i for i in range(len(specs[0]["layers"])) if rng.random() < 0.4]
+            specs[1] = {"input": [2, int(rng.integers(2, 20))], "layers": [["dense", int(rng.integers(2, 9))]]}
+        return {"specs": [specs[0], specs[1], specs[0]], "frozen": frozen}
+
+    def observe(self, parameter_counts, challenge):
+        results = []
+        for spec, frozen in zip(challenge["specs"], challenge["frozen"]):
+            net = _build_spec(spec)
+            _run(net, spec["input"])
+            for i in frozen:
+                walk.children(net)[i].collect_params().setattr("grad_req", "null")
+            got = parameter_counts(net)
+            try:
+                results.append([int(n) for n in got])
+            except (TypeError, ValueError):
+                fail(f"parameter_counts should return three integers, returned {got!r}.")
+        return {"results": results}
+
+    def judge(self, challenge, observation):
+        for spec, frozen, got in zip(challenge["specs"], challenge["frozen"], observation["results"], strict=True):
+            _, params = _spec_shapes_and_counts(spec)
+            total = sum(t for t, _ in params) + sum(n for _, n in params)
+            fixed = sum(n for _, n in params) + sum(t for i, (t, _) in enumerate(params) if i in frozen)
+            want = [total, total - fixed, fixed]
+            expect(got == want, f"for a test network parameter_counts returned {tuple(got)}, expected "
+                                f"{tuple(want)}. Non-trainable parameters are those with grad_req == 'null' "
+                                "(BatchNorm's running mean and variance, and any frozen layer).")
 
 
-@check("the whole ResNet-18 has the expected stage shapes and 11,186,186 parameters")
-def resnet18_complete(resnet18):
-    net = resnet18()
-    for size in (224, 96):
-        _run(net, (1, 1, size, size))
-        y = mnp.zeros((1, 1, size, size))
+class Resnet18Complete(Part):
+    name = "resnet18_complete"
+    description = "the whole ResNet-18 has the expected stage shapes and 11,186,186 parameters"
+
+    def challenge(self, rng=None):
+        sides = [224, 96] if rng is None else [int(rng.integers(2, 8)) * 32 for _ in range(2)]
+        return {"sides": sides, "seed": secret_seed(rng)}
+
+    def observe(self, resnet18, challenge):
+        net = resnet18()
         shapes = []
-        with autograd.predict_mode():
-            for layer in walk.children(net):
-                y = layer(y)
-                shapes.append(_shape(y))
-        stage_shapes = [s for s in shapes if len(s) == 4 and s[1] in STAGE_CHANNELS and s[2] > 1]
-        side = size // 4
-        want = [(1, c, side // f, side // f) for c, f in zip(STAGE_CHANNELS, (1, 2, 4, 8))]
-        expect(all(w in stage_shapes for w in want),
-               f"at {size}x{size} input the stages should output {want}; top-level layers gave {shapes}.")
-    counts = walk.parameter_counts(net)
-    expect(counts == RESNET18_COUNTS,
-           f"the network has {counts[0]:,} parameters ({counts[1]:,} trainable, {counts[2]:,} not); "
-           f"expected {RESNET18_COUNTS[0]:,} ({RESNET18_COUNTS[1]:,} and {RESNET18_COUNTS[2]:,}). "
-           "Use Gluon's default Conv2D, BatchNorm and Dense settings.")
+        for side in challenge["sides"]:
+            _run(net, (1, 1, side, side))
+            y, found = mnp.zeros((1, 1, side, side)), []
+            with autograd.predict_mode():
+                for layer in walk.children(net):
+                    y = layer(y)
+                    found.append(_shape(y))
+            shapes.append(found)
+        x = canonical(challenge["seed"], "input", (1, 1, 32, 32))
+        _run(net, x.shape)
+        walk.set_canonical(net, challenge["seed"])
+        return {"shapes": shapes, "counts": list(walk.parameter_counts(net)), "biases": walk.has_biases(net),
+                "output": _forward(net, x).asnumpy().tolist()}
+
+    def judge(self, challenge, got):
+        for side, shapes in zip(challenge["sides"], got["shapes"], strict=True):
+            q = side // 4
+            want = [[1, c, (q - 1) // f + 1, (q - 1) // f + 1] for c, f in zip(STAGE_CHANNELS, (1, 2, 4, 8))]
+            expect(all(w in shapes for w in want),
+                   f"at {side}x{side} input the stages should output {[tuple(w) for w in want]}; "
+                   f"the top-level layers gave {[tuple(s) for s in shapes]}.")
+        expect(got["counts"] == RESNET18_COUNTS,
+               f"the network has {got['counts'][0]:,} parameters ({got['counts'][1]:,} trainable, "
+               f"{got['counts'][2]:,} not); expected {RESNET18_COUNTS[0]:,} ({RESNET18_COUNTS[1]:,} and "
+               f"{RESNET18_COUNTS[2]:,}). Use Gluon's default Conv2D, BatchNorm and Dense settings.")
+        x = canonical(challenge["seed"], "input", (1, 1, 32, 32))
+        expect(close(got["output"], resnet18_output(x, challenge["seed"], bias=bool(got["biases"]))),
+               "with fixed weights, the network's scores differ from those of ResNet-18 built as described.")
+
+
+PARTS = {part.name: part for part in [
+    ResidualDemoShapes(), ResidualShapes(), ResidualStructure(), ResidualBehaviour(),
+    StemShapes(), StemStructure(), StemBehaviour(), ResnetBlockDemo(), ResnetBlockUnits(),
+    Resnet18Demo(), Resnet18Assembly(), Resnet18NumClasses(), PrintLayerShapes(), ParameterCounts(),
+    Resnet18Complete()]}
+
+# The names the notebook's test cells call: check.<name>(obj).
+globals().update({name: part.check for name, part in PARTS.items()})

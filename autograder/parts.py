@@ -1,0 +1,130 @@
+"""A graded part, split so that a student cannot forge its verdict.
+
+Each part has three steps:
+
+``challenge(rng)``
+    the inputs the part is judged on: shapes, configurations, a seed for
+    weights. With ``rng=None`` it returns the fixed challenge the notebooks
+    use; the batch grader draws a fresh, secret one per submission.
+``observe(student_object, challenge)``
+    runs *with the student's code* and only records what the code does, as
+    plain JSON data (numbers, lists, strings). It decides nothing.
+``judge(challenge, observation)``
+    decides, from the challenge and the observation alone, in plain NumPy,
+    and raises :class:`CheckFailed` with a message for the student.
+
+In a notebook, ``part.check(obj)`` runs all three in the student's kernel
+(quick feedback, trusting the kernel). The batch grader runs ``observe`` in
+the sandboxed student process and ``judge`` in its own process, which never
+imports student code: an observation the student's code faked, or a check it
+patched, can only pass if it reproduces the right answer for inputs and
+weights it could not know in advance.
+"""
+import json
+import zlib
+
+import numpy as onp
+
+from .checking import CheckFailed, quiet_stderr
+
+MAX_OBSERVATION_BYTES = 2_000_000
+
+
+class Part:
+    name = ""
+    description = ""
+
+    def challenge(self, rng=None):
+        return {}
+
+    def observe(self, obj, challenge):
+        raise NotImplementedError
+
+    def judge(self, challenge, observation):
+        raise NotImplementedError
+
+    def check(self, obj):
+        """Observe and judge in this process with the fixed challenge (the notebook's visible way)."""
+        challenge = self.challenge(None)
+        with quiet_stderr():
+            observation = observe_safely(self, obj, challenge)
+        verdict = judge_safely(self, challenge, observation)
+        if verdict is not None:
+            raise CheckFailed(verdict) from None
+        print(f"passed: {self.description}")
+
+
+def observe_safely(part, obj, challenge):
+    """The observation, or ``{"error": ...}`` when the student's code raised."""
+    try:
+        observation = part.observe(obj, challenge)
+        return json.loads(json.dumps(observation))
+    except CheckFailed as failure:
+        return {"failed": str(failure)}
+    except Exception as error:  # the student's code raised
+        detail = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+        return {"error": type(error).__name__ + (f" ({detail})" if detail else "")}
+
+
+def judge_safely(part, challenge, observation):
+    """None when the part passed, else the message for the student. Never raises."""
+    prefix = f"{part.description}: "
+    if not isinstance(observation, dict):
+        return prefix + "no result was recorded for this part (did the notebook run up to here?)."
+    if "error" in observation:
+        return prefix + f"your code raised {observation['error']}. Run your code on its own to see the full error."
+    if "failed" in observation:
+        return prefix + str(observation["failed"])
+    try:
+        part.judge(challenge, observation)
+    except CheckFailed as failure:
+        return prefix + str(failure)
+    except Exception:  # malformed (or forged) observation
+        return prefix + "the results your code produced could not be read as the expected kind of data."
+    return None
+
+
+def fail(message):
+    raise CheckFailed(message)
+
+
+def expect(condition, message):
+    if not condition:
+        raise CheckFailed(message)
+
+
+def secret_seed(rng):
+    return 12345 if rng is None else int(rng.integers(1, 2**31 - 1))
+
+
+def canonical(seed, kind, shape):
+    """Deterministic test values for a parameter, from a seed and the parameter's role and shape.
+
+    Observer and judge both derive weights this way, so the judge knows every
+    weight the observer set without being told. Layers of equal shape get
+    equal values, so nobody needs to know which of them comes 'first'.
+    """
+    shape = tuple(int(n) for n in shape)
+    rng = onp.random.default_rng([seed, zlib.crc32(f"{kind}:{shape}".encode())])
+    if kind == "conv.weight" or kind == "dense.weight":
+        return rng.normal(size=shape) / onp.sqrt(onp.prod(shape[1:]))
+    if kind in ("conv.bias", "dense.bias"):
+        return rng.normal(scale=0.1, size=shape)
+    if kind == "bn.gamma" or kind == "bn.var":
+        return rng.uniform(0.5, 1.5, size=shape)
+    if kind == "bn.beta":
+        return rng.normal(scale=0.5, size=shape)
+    if kind == "bn.mean":
+        return rng.normal(scale=0.2, size=shape)
+    if kind == "input":
+        return rng.normal(size=shape)
+    raise ValueError(kind)
+
+
+def close(got, want):
+    """Numbers agree up to float32 rounding."""
+    got, want = onp.asarray(got, dtype=float), onp.asarray(want, dtype=float)
+    if got.shape != want.shape or not onp.all(onp.isfinite(got)):
+        return False
+    scale = max(1.0, float(onp.abs(want).max(initial=0)))
+    return bool(onp.allclose(got, want, rtol=1e-3, atol=1e-4 * scale))
