@@ -7,7 +7,6 @@ three restored notebooks (slow, ~30 s).
 import copy
 import csv
 import json
-import os
 import shutil
 import stat
 import sys
@@ -148,12 +147,13 @@ def messy(nb):
     edited = cells[cell_index(RELEASE, "resnet18_visible")]
     edited.source = "check.resnet18_demo(resnet18)  # ok"
     dup = copy.deepcopy(cells[cell_index(RELEASE, "stem_visible")])
+    stem = cells[cell_index(RELEASE, "stem")]
     del cells[cell_index(RELEASE, "residual_visible")]
     cells.insert(cell_index(RELEASE, "resnet_block"), dup)
     # the block's demo cell above its markdown
     i = next(n for n, c in enumerate(cells) if c.source.startswith("blk = Residual(3)"))
     cells[i - 1], cells[i] = cells[i], cells[i - 1]
-    j = next(n for n, c in enumerate(cells) if c.source.startswith("def make_stem"))
+    j = next(n for n, c in enumerate(cells) if c is stem)
     cells.insert(j, nbformat.v4.new_code_cell("def conv_bn(channels):\n    return nn.Conv2D(channels, 3)"))
     cells.insert(j, nbformat.v4.new_markdown_cell("My notes on the stem"))
     cells.append(nbformat.v4.new_code_cell("print('done')"))

@@ -63,7 +63,6 @@ import csv
 import hashlib
 import os
 import re
-import shutil
 import stat
 import unicodedata
 import zipfile

@@ -374,8 +374,6 @@ def rebuild(cells, release):
     for g in dict.fromkeys(moved):
         notes.append(f"test cell {g} was out of place: it runs at its place in the release")
 
-    restored = sum(1 for s in anchor_of if s in via_content)
-
     # 2. Solution cells.
     chosen = {}      # release index -> StudentCell
     extras_ok = set()
@@ -411,7 +409,6 @@ def rebuild(cells, release):
         if pick:
             chosen[r] = pick
             used.add(pick.index)
-            restored += 1
             if not inside:
                 notes.append(f"solution cell {gid(r)} was out of place: it runs at its place in the release")
     # 2b. by position between anchors, or an untouched stub
@@ -436,7 +433,6 @@ def rebuild(cells, release):
                 continue
             chosen[r] = pick
             used.add(pick.index)
-            restored += 1
     # 2c. whatever is left is graded as blank
     for r in solutions:
         if r in chosen:
@@ -471,7 +467,6 @@ def rebuild(cells, release):
     # 3. The student's other cells, after the nearest preceding placed cell.
     placed = _lis(sorted([(s, r) for s, r in anchors] + [(c.index, r) for r, c in chosen.items()]))
     extras = {}
-    kept = 0
     for c in cells:
         if c.index in used and c.index not in extras_ok:
             continue
@@ -481,7 +476,6 @@ def rebuild(cells, release):
             continue
         after = max((r for s, r in placed if s < c.index), default=-1)
         extras.setdefault(after, []).append(c)
-        kept += 1
 
     # 4. Emit.
     out = nbformat.v4.new_notebook(metadata=copy.deepcopy(release.metadata))
