@@ -23,3 +23,16 @@ c.Execute.interrupt_on_timeout = True
 c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, ShortTracebacks,
                                     CSSHTMLHeaderPreprocessor]
 c.ClearHiddenTests.enforce_metadata = False
+
+# The batch grader (`python -m autograder grade`) runs and judges submissions
+# in its sandbox, then lets nbgrader score its verdicts instead of executing
+# student code in nbgrader's own process. Plain `nbgrader autograde` is unchanged.
+import os  # noqa: E402
+
+if os.environ.get("RESNET_VERDICTS"):
+    from nbgrader.preprocessors import AssignLatePenalties, CheckCellMetadata, SaveAutoGrades
+
+    from autograder.verdicts import ApplyVerdicts
+
+    c.Autograde.autograde_preprocessors = [ApplyVerdicts, SaveAutoGrades, AssignLatePenalties,
+                                           CheckCellMetadata]

@@ -58,7 +58,7 @@ def self_study(source_nb):
 def execute(nb, cwd):
     """Run every cell not tagged skip-execution, as a reader would see it."""
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(cwd)}},
-                   skip_cells_with_tag="skip-execution").execute()
+                   skip_cells_with_tag="skip-execution", record_timing=False).execute()
     return nb
 
 

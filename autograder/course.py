@@ -10,6 +10,9 @@ SAMPLES = ROOT / "samples"
 # The series, in teaching order. Each assignment holds one notebook of the same name.
 ASSIGNMENTS = ["resnet18", "bottleneck"]
 
+# The module whose parts the test cells of each assignment call (as `check`).
+CHECK_MODULES = {"resnet18": "autograder.resnet18_checks", "bottleneck": "autograder.bottleneck_checks"}
+
 
 def assignments():
     """The assignments of the series that exist in source/."""

@@ -3,6 +3,7 @@
 The course uses nbgrader's own command line rather than its internals, so
 what the demo and the tests do is exactly what an instructor does by hand.
 """
+import os
 import subprocess
 import sys
 
@@ -11,10 +12,11 @@ class NbgraderError(RuntimeError):
     pass
 
 
-def nbgrader(course_dir, *args, quiet=True):
+def nbgrader(course_dir, *args, quiet=True, env=None):
     """Run ``nbgrader ARGS`` with ``course_dir`` as the course directory."""
     command = [sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.root={course_dir}"]
-    done = subprocess.run(command, cwd=course_dir, capture_output=True, text=True)
+    done = subprocess.run(command, cwd=course_dir, capture_output=True, text=True,
+                          env=None if env is None else {**os.environ, **env})
     if done.returncode != 0:
         raise NbgraderError(f"`nbgrader {' '.join(args)}` failed:\n{done.stdout}\n{done.stderr}")
     if not quiet:

@@ -586,12 +586,14 @@ class ParameterCounts(Part):
     description = "parameter_counts returns (total, trainable, non-trainable) parameter counts"
 
     def challenge(self, rng=None):
-        specs = [_random_spec(rng), {"input": [2, 7], "layers": [["dense", 5]]}]
-        frozen = [[], [], list(range(len(specs[0]["layers"])))]
+        spec = _random_spec(rng)
+        dense = {"input": [2, 7], "layers": [["dense", 5]]}
+        some = [1]
         if rng is not None:
-            frozen[1] = [i for i in range(len(specs[0]["layers"])) if rng.random() < 0.4]
-            specs[1] = {"input": [2, int(rng.integers(2, 20))], "layers": [["dense", int(rng.integers(2, 9))]]}
-        return {"specs": [specs[0], specs[1], specs[0]], "frozen": frozen}
+            dense = {"input": [2, int(rng.integers(2, 20))], "layers": [["dense", int(rng.integers(2, 9))]]}
+            some = [i for i in range(len(spec["layers"])) if rng.random() < 0.4] or [0]
+        everything = list(range(len(spec["layers"])))
+        return {"specs": [spec, dense, spec, spec], "frozen": [[], [], some, everything]}
 
     def observe(self, parameter_counts, challenge):
         results = []

@@ -171,3 +171,32 @@ class Residual(_Right):
     captured = capfd.readouterr()
     assert captured.err == ""
     assert "passed" in captured.out
+
+
+def test_secret_challenges_pass_correct_code_and_replays_fail():
+    """The batch grader draws fresh challenges; correct code passes every one of them, and an
+    observation recorded for one challenge does not pass another (no replaying answers)."""
+    import numpy as onp
+    from autograder.parts import judge_safely, observe_safely
+    space = namespace("correct_styled")
+    replay_caught = set()
+    for seed in range(4):
+        rng = onp.random.default_rng(seed)
+        for check, name in CHECKS:
+            part = checks.PARTS[check]
+            challenge = part.challenge(rng)
+            observation = observe_safely(part, space[name], challenge)
+            assert judge_safely(part, challenge, observation) is None, (seed, check)
+            if judge_safely(part, part.challenge(onp.random.default_rng(seed + 100)), observation) is not None:
+                replay_caught.add(check)
+    assert {"residual_behaviour", "stem_behaviour", "residual_shapes", "resnet_block_units",
+            "print_layer_shapes_output", "parameter_counts_values", "resnet18_complete"} <= replay_caught
+
+
+def test_judges_survive_malformed_observations():
+    from autograder.parts import judge_safely
+    for part in checks.PARTS.values():
+        challenge = part.challenge(None)
+        for forged in [None, {}, {"shapes": "x"}, {"outputs": [{"output": "nan"}]}, {"error": "X"}, [1, 2]]:
+            verdict = judge_safely(part, challenge, forged)
+            assert isinstance(verdict, str) and verdict

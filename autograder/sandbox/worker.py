@@ -1,0 +1,228 @@
+"""The warm worker that runs inside the sandbox (``python -m autograder.sandbox.worker``).
+
+It imports MXNet, d2l, IPython and the course's checks once (about 2 s), then
+serves jobs: for each submission it forks a child, which executes the
+notebook's code cells in a fresh IPython shell and, at each graded cell,
+*observes* the student's objects for the grader (see parts.py). Forking
+skips the kernel start and the MXNet import that a Jupyter kernel per
+notebook would pay.
+
+Protocol: one JSON job per line on stdin; one JSON record per line on the
+original stdout (``{"record": ...}`` while the child runs, then one
+``{"done": ...}``). The child never holds the protocol's file descriptors.
+
+Per child: its own session and process group, not dumpable (other processes
+of the same user cannot read its memory), rlimits on address space, CPU
+time and file size, a wall-clock limit enforced here, and a fresh working
+directory. After each job every process left in the sandbox except this
+worker is killed (the worker is a child subreaper, so even detached
+background processes are found).
+"""
+import ctypes
+import json
+import os
+import resource
+import select
+import shutil
+import signal
+import sys
+import time
+
+PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 4, 36
+MAX_RECORD_BYTES = 4_000_000
+MAX_TEXT = 10_000
+
+
+def _prctl(option, value):
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _warm_up():
+    """Import everything a notebook of the course needs, before any fork."""
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+    import mxnet  # noqa: F401
+    from mxnet import np, npx  # noqa: F401
+    from d2l import mxnet as d2l  # noqa: F401
+    from IPython.core.interactiveshell import InteractiveShell  # noqa: F401
+    from .. import course
+    import importlib
+    for module in course.CHECK_MODULES.values():
+        importlib.import_module(module)
+
+
+# ------------------------------------------------------------------ child
+
+def _execute(job, out):
+    """Run the job's cells; write one JSON record per line to ``out``."""
+    import contextlib
+    import importlib
+    import io
+    from IPython.core.interactiveshell import InteractiveShell
+    from ..parts import observe_safely
+
+    checks = importlib.import_module(job["checks_module"])
+    parts = dict(checks.PARTS)  # bound before any student code runs
+    shell = InteractiveShell.instance()
+    shell.showtraceback = lambda *a, **k: None
+
+    def emit(record):
+        out.write(json.dumps(record) + "\n")
+        out.flush()
+
+    for index, cell in enumerate(job["cells"]):
+        if cell["kind"] == "probe":
+            for part_name, variable in cell["calls"]:
+                obj = shell.user_ns.get(variable)
+                if obj is None:
+                    observation = {"error": f"NameError (name '{variable}' is not defined)"}
+                else:
+                    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                        observation = observe_safely(parts[part_name], obj, job["challenges"][part_name])
+                emit({"cell": index, "part": part_name, "observation": observation})
+            continue
+        stdout, stderr = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            result = shell.run_cell(cell["source"], store_history=False)
+        error = result.error_in_exec or result.error_before_exec
+        emit({"cell": index, "stdout": stdout.getvalue()[:MAX_TEXT], "stderr": stderr.getvalue()[:MAX_TEXT],
+              "error": None if error is None else [type(error).__name__, str(error)[:500]]})
+
+
+def _child(job, write_fd):
+    os.setsid()
+    _prctl(PR_SET_DUMPABLE, 0)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    limits = job["limits"]
+    resource.setrlimit(resource.RLIMIT_AS, (limits["memory_bytes"],) * 2)
+    resource.setrlimit(resource.RLIMIT_CPU, (limits["cpu_seconds"], limits["cpu_seconds"] + 1))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limits["file_bytes"],) * 2)
+    workdir = job["workdir"]
+    os.makedirs(workdir, exist_ok=True)
+    os.chdir(workdir)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.closerange(3, write_fd)
+    os.closerange(write_fd + 1, 1 << 16)
+    out = os.fdopen(write_fd, "w")
+    try:
+        _execute(job, out)
+        out.close()
+        os._exit(0)
+    except BaseException:
+        os._exit(70)
+
+
+# ----------------------------------------------------------------- worker
+
+def _kill_leftovers():
+    """Kill every process of the sandbox but this worker (and a pid-namespace init)."""
+    me = os.getpid()
+    for _ in range(3):
+        found = False
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and int(entry) not in (me, 1):
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                except (OSError, ValueError, IndexError):
+                    continue
+                if ppid == me or _in_sandbox_namespace():
+                    try:
+                        os.kill(int(entry), signal.SIGKILL)
+                        found = True
+                    except OSError:
+                        pass
+        _reap()
+        if not found:
+            return
+
+
+def _in_sandbox_namespace():
+    """In a fresh pid namespace every visible process is ours to kill."""
+    return os.environ.get("RESNET_SANDBOX_PIDNS") == "1"
+
+
+def _reap():
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _run_job(job, send):
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        _child(job, write_fd)
+    os.close(write_fd)
+    deadline = time.monotonic() + job["limits"]["wall_seconds"]
+    buffer, received, reason = b"", 0, None
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            reason = "timeout"
+            break
+        ready, _, _ = select.select([read_fd], [], [], min(left, 1.0))
+        if not ready:
+            continue
+        chunk = os.read(read_fd, 65536)
+        if not chunk:
+            break
+        received += len(chunk)
+        if received > MAX_RECORD_BYTES:
+            reason = "too much output"
+            break
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            try:
+                send({"record": json.loads(line)})
+            except ValueError:
+                reason = "unreadable output"
+    os.close(read_fd)
+    if reason is not None:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        status = 0
+    _kill_leftovers()
+    shutil.rmtree(job["workdir"], ignore_errors=True)
+    exit_code = os.waitstatus_to_exitcode(status) if status else 0
+    send({"done": {"reason": reason, "exit": exit_code}})
+
+
+def main():
+    protocol = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # nothing else may write into the protocol
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    _prctl(PR_SET_DUMPABLE, 0)
+    _warm_up()
+
+    def send(message):
+        protocol.write(json.dumps(message) + "\n")
+        protocol.flush()
+
+    send({"ready": True})
+    for line in sys.stdin:
+        if line.strip():
+            _run_job(json.loads(line), send)
+
+
+if __name__ == "__main__":
+    main()

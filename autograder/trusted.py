@@ -1,0 +1,113 @@
+"""From a submission to verdicts the student's code cannot forge.
+
+``plan`` reads, from the trusted source notebook, which parts each graded
+cell checks (its ``check.<part>(<name>)`` calls). ``job`` turns a submission
+into work for a sandboxed worker: its code cells to run, and in place of
+each graded cell a probe that only observes. ``verdicts`` judges the
+observations in this process, which never imports student code, against
+challenges drawn here, secretly, for this submission.
+"""
+import ast
+import importlib
+from dataclasses import asdict
+
+import nbformat
+import numpy as onp
+
+from . import course
+from .parts import judge_safely
+
+
+def _nbgrader(cell):
+    return cell.metadata.get("nbgrader", {})
+
+
+def plan(assignment):
+    """{grade_id: [(part, variable), ...]} for every graded cell of the source notebook."""
+    nb = nbformat.read(course.source_notebook(assignment), as_version=4)
+    calls = {}
+    for cell in nb.cells:
+        if not _nbgrader(cell).get("grade"):
+            continue
+        found = []
+        for node in ast.walk(ast.parse(cell.source)):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "check"):
+                names = [a.id for a in node.args if isinstance(a, ast.Name)]
+                if len(names) != 1:
+                    raise ValueError(f"{assignment}: graded cell {_nbgrader(cell)['grade_id']} must call "
+                                     "check.<part>(<name>) with one name")
+                found.append((node.func.attr, names[0]))
+        if not found:
+            raise ValueError(f"{assignment}: graded cell {_nbgrader(cell)['grade_id']} calls no check")
+        calls[_nbgrader(cell)["grade_id"]] = found
+    return calls
+
+
+def parts_module(assignment):
+    return importlib.import_module(course.CHECK_MODULES[assignment])
+
+
+def draw_challenges(assignment, seed=None):
+    """A fresh secret challenge for every part of the assignment."""
+    rng = onp.random.default_rng(seed)
+    return {name: part.challenge(rng) for name, part in parts_module(assignment).PARTS.items()}
+
+
+def job(nb, assignment, calls, challenges, limits):
+    """The worker's job for a submission (a notebook shaped like the release)."""
+    cells = []
+    for index, cell in enumerate(nb.cells):
+        grade_id = _nbgrader(cell).get("grade_id")
+        if _nbgrader(cell).get("grade") and grade_id in calls:
+            cells.append({"index": index, "kind": "probe", "calls": calls[grade_id]})
+        elif cell.cell_type == "code" and "skip-execution" not in cell.metadata.get("tags", []):
+            cells.append({"index": index, "kind": "code", "source": cell.source})
+    return {"checks_module": course.CHECK_MODULES[assignment], "cells": cells,
+            "challenges": challenges, "limits": asdict(limits)}
+
+
+STOPPED = {"timeout": "the notebook ran out of time before reaching this cell",
+           "too much output": "the notebook produced too much output and was stopped before this cell",
+           "worker died": "the notebook's process was killed before reaching this cell",
+           "unreadable output": "the notebook's process produced unreadable results"}
+
+
+def verdicts(nb, assignment, job_, outcome):
+    """{"cells": {grade_id: {"passed", "messages"}}, "outputs": {index: record}, "note": str or None}."""
+    parts = parts_module(assignment).PARTS
+    by_position = {i: cell["index"] for i, cell in enumerate(job_["cells"])}
+    observations, outputs = {}, {}
+    for record in outcome.records:
+        if not isinstance(record, dict) or not isinstance(record.get("cell"), int):
+            continue
+        index = by_position.get(record["cell"])
+        if index is None:
+            continue
+        if "part" in record:
+            observations.setdefault((index, str(record["part"])), record.get("observation"))
+        else:
+            outputs[index] = record
+    if outcome.reason:
+        note = STOPPED.get(outcome.reason, outcome.reason)
+    elif outcome.exit not in (0, None):
+        note = f"the notebook's process ended with status {outcome.exit} (memory or CPU limit?)"
+    else:
+        note = None
+    cells = {}
+    for position, cell in enumerate(job_["cells"]):
+        if cell["kind"] != "probe":
+            continue
+        grade_id = _nbgrader(nb.cells[cell["index"]])["grade_id"]
+        messages = []
+        for part_name, _ in cell["calls"]:
+            key = (cell["index"], part_name)
+            if key not in observations:
+                messages.append(f"{parts[part_name].description}: not graded, {note or 'no result was recorded'}.")
+                continue
+            verdict = judge_safely(parts[part_name], job_["challenges"][part_name], observations[key])
+            if verdict is not None:
+                messages.append(verdict)
+        cells[grade_id] = {"passed": not messages,
+                           "messages": messages or [f"passed: {parts[p].description}" for p, _ in cell["calls"]]}
+    return {"cells": cells, "outputs": {str(k): v for k, v in outputs.items()}, "note": note}
