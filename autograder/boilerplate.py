@@ -1,0 +1,157 @@
+"""The cells every course notebook starts and ends with, and the repository they point to.
+
+:func:`apply` puts into a notebook, keyed on fixed cell ids (so applying
+again refreshes them instead of adding copies):
+
+1. ``colab-badge``: the first cell, an *Open in Colab* badge for this very
+   notebook and one sentence on the setup cell;
+2. ``colab-setup``: the setup cell right after it. On Colab (or with
+   ``RESNET_COURSE_SETUP`` set) it installs this package from the repository
+   and calls :func:`autograder.colab.setup`; anywhere else it does nothing and
+   prints nothing. It is plain Python (no ``!pip``) and cannot import the
+   package before installing it, hence the few lines of bootstrap;
+3. ``submit-text`` and ``self-check``, the last two cells of the release
+   version: how to submit, and :func:`autograder.selfcheck.check_notebook`,
+   which says whether the notebook is still gradable.
+
+All of them carry locked nbgrader metadata (not graded, not a solution), so
+``nbgrader generate_assignment`` keeps them, checksums them, and restores them
+when grading, and Jupyter's ``editable``/``deletable`` flags, which survive in
+the self-study version where the nbgrader metadata is removed.
+
+The repository is named once, here: :data:`REPOSITORY`.
+"""
+import copy
+
+# The GitHub repository ("owner/name") the course is published from, and its branch.
+REPOSITORY = "resnet-course/resnet-gluon"
+BRANCH = "main"
+
+BADGE_ID = "colab-badge"
+SETUP_ID = "colab-setup"
+SUBMIT_TEXT_ID = "submit-text"
+SELF_CHECK_ID = "self-check"
+CELL_IDS = (BADGE_ID, SETUP_ID, SUBMIT_TEXT_ID, SELF_CHECK_ID)
+
+VARIANTS = ("release", "self-study")
+
+BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
+
+
+def notebook_path(assignment, variant="release"):
+    """The notebook's path inside the repository."""
+    if variant == "release":
+        return f"release/{assignment}/{assignment}.ipynb"
+    if variant == "self-study":
+        return f"notebooks/{assignment}.ipynb"
+    raise ValueError(f"variant must be one of {VARIANTS}, not {variant!r}")
+
+
+def colab_url(assignment, variant="release"):
+    """Colab's link that opens the notebook straight from GitHub."""
+    return (f"https://colab.research.google.com/github/{REPOSITORY}/blob/{BRANCH}/"
+            f"{notebook_path(assignment, variant)}")
+
+
+def package_url():
+    """What the setup cell gives to pip: the repository's branch as a zip archive (no git needed)."""
+    return f"https://github.com/{REPOSITORY}/archive/refs/heads/{BRANCH}.zip"
+
+
+def badge_source(assignment, variant="release"):
+    return (f"[![Open In Colab]({BADGE_IMAGE})]({colab_url(assignment, variant)})\n"
+            "\n"
+            "*In Google Colab*, run the setup cell below first: it installs MXNet 1.9.1 and d2l "
+            "(about a minute; a few minutes on a GPU runtime, which makes the training much faster). "
+            "*In Jupyter on your own computer* it does nothing.")
+
+
+def setup_source():
+    return f'''# @title Setup for Google Colab: run this cell first {{ display-mode: "form" }}
+# On Colab it installs MXNet 1.9.1, d2l 1.0.3 and the course's checks; elsewhere it does nothing.
+import importlib, os, subprocess, sys
+if "google.colab" in sys.modules or os.environ.get("RESNET_COURSE_SETUP"):
+    _pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--upgrade",
+                           os.environ.get("RESNET_COURSE_PACKAGE", "{package_url()}")],
+                          capture_output=True, text=True)
+    if _pip.returncode:
+        raise SystemExit("Setup failed: the course package could not be installed "
+                         "(check the internet connection, then run this cell again).")
+    importlib.invalidate_caches()
+    from autograder import colab
+    colab.setup()'''
+
+
+def submit_text_source(assignment):
+    return ("## Before you submit\n"
+            "\n"
+            "Run the cell below. It checks that the notebook can still be graded: that every graded "
+            "and answer cell is present exactly once and still carries its grading metadata. If it "
+            "reports a problem, it says what to fix.\n"
+            "\n"
+            f"Then save the notebook and submit the file `{assignment}.ipynb` as your course tells you "
+            "(in Colab: *File > Download > Download .ipynb*).")
+
+
+def self_check_source(assignment):
+    return ("# Checks that this notebook is still gradable; change nothing here.\n"
+            "from autograder import selfcheck\n"
+            f'selfcheck.check_notebook("{assignment}")')
+
+
+def _locked_metadata(grade_id, extra=None):
+    metadata = {
+        "deletable": False,
+        "editable": False,
+        "nbgrader": {
+            "grade": False,
+            "grade_id": grade_id,
+            "locked": True,
+            "schema_version": 3,
+            "solution": False,
+            "task": False,
+        },
+    }
+    metadata.update(extra or {})
+    return metadata
+
+
+def cells(assignment, variant="release"):
+    """The boilerplate cells for one notebook: (first cells, last cells)."""
+    import nbformat
+    badge = nbformat.v4.new_markdown_cell(badge_source(assignment, variant), id=BADGE_ID,
+                                          metadata=_locked_metadata(BADGE_ID))
+    setup = nbformat.v4.new_code_cell(setup_source(), id=SETUP_ID,
+                                      metadata=_locked_metadata(SETUP_ID, {"cellView": "form"}))
+    first = [badge, setup]
+    if variant == "self-study":
+        return first, []  # not submitted: nothing to check
+    submit = nbformat.v4.new_markdown_cell(submit_text_source(assignment), id=SUBMIT_TEXT_ID,
+                                           metadata=_locked_metadata(SUBMIT_TEXT_ID))
+    check = nbformat.v4.new_code_cell(self_check_source(assignment), id=SELF_CHECK_ID,
+                                      metadata=_locked_metadata(SELF_CHECK_ID))
+    return first, [submit, check]
+
+
+def _is_boilerplate(cell):
+    grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+    return cell.get("id") in CELL_IDS or grade_id in CELL_IDS
+
+
+def apply(nb, assignment, variant="release"):
+    """Return ``nb`` with the boilerplate cells inserted or refreshed (idempotent).
+
+    ``nb`` is an nbformat v4 notebook (it is modified in place and returned).
+    ``variant="release"`` (for source/ and hence the release) adds the badge
+    and setup cell at the top and the submit text and self-check at the end;
+    ``variant="self-study"`` links the badge to ``notebooks/<assignment>.ipynb``
+    and leaves out (removes) the two submission cells.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, not {variant!r}")
+    first, last = cells(assignment, variant)
+    kept = [cell for cell in nb.cells if not _is_boilerplate(cell)]
+    nb.cells = [copy.deepcopy(c) for c in first] + kept + [copy.deepcopy(c) for c in last]
+    if (nb.get("nbformat"), nb.get("nbformat_minor", 0)) < (4, 5):
+        nb.nbformat, nb.nbformat_minor = 4, 5  # cell ids need nbformat 4.5
+    return nb
