@@ -47,17 +47,17 @@ class Part:
         """Observe and judge in this process with the fixed challenge (the notebook's visible way)."""
         challenge = self.challenge(None)
         with quiet_stderr():
-            observation = observe_safely(self, obj, challenge)
+            observation = observe_safely(self.observe, obj, challenge)
         verdict = judge_safely(self, challenge, observation)
         if verdict is not None:
             raise CheckFailed(verdict) from None
         print(f"passed: {self.description}")
 
 
-def observe_safely(part, obj, challenge):
-    """The observation, or ``{"error": ...}`` when the student's code raised."""
+def observe_safely(observe, obj, challenge):
+    """``observe(obj, challenge)`` as plain JSON data, or ``{"error": ...}`` when the student's code raised."""
     try:
-        observation = part.observe(obj, challenge)
+        observation = observe(obj, challenge)
         return json.loads(json.dumps(observation))
     except CheckFailed as failure:
         return {"failed": str(failure)}

@@ -185,7 +185,7 @@ def test_secret_challenges_pass_correct_code_and_replays_fail():
         for check, name in CHECKS:
             part = checks.PARTS[check]
             challenge = part.challenge(rng)
-            observation = observe_safely(part, space[name], challenge)
+            observation = observe_safely(part.observe, space[name], challenge)
             assert judge_safely(part, challenge, observation) is None, (seed, check)
             if judge_safely(part, part.challenge(onp.random.default_rng(seed + 100)), observation) is not None:
                 replay_caught.add(check)

@@ -67,7 +67,9 @@ def _execute(job, out):
     from ..parts import observe_safely
 
     checks = importlib.import_module(job["checks_module"])
-    parts = dict(checks.PARTS)  # bound before any student code runs
+    # Bind each part's observer before any student code runs; what the code patches later
+    # can only make its own observations wrong, never a verdict right (the judge is elsewhere).
+    observers = {name: part.observe for name, part in checks.PARTS.items()}
     shell = InteractiveShell.instance()
     shell.showtraceback = lambda *a, **k: None
 
@@ -83,7 +85,7 @@ def _execute(job, out):
                     observation = {"error": f"NameError (name '{variable}' is not defined)"}
                 else:
                     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-                        observation = observe_safely(parts[part_name], obj, job["challenges"][part_name])
+                        observation = observe_safely(observers[part_name], obj, job["challenges"][part_name])
                 emit({"cell": index, "part": part_name, "observation": observation})
             continue
         stdout, stderr = io.StringIO(), io.StringIO()

@@ -1,0 +1,202 @@
+"""The batch grader on real notebooks: samples, broken files and an attack suite in one batch.
+
+One batch is graded for the whole module (it takes about a minute): the
+bundled samples must get exactly the scores plain nbgrader gives them, every
+input file must get exactly one row, broken files a clear reason, and no
+attack may raise a score, reach the instructor's files or the network, leave
+a process behind, or stop the batch.
+"""
+import copy
+import csv
+import json
+import socket
+import subprocess
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder import course
+from autograder.demo import prepare_course
+from autograder.grade import grade
+from autograder.samples import fill, read_answers, samples
+from autograder.sandbox.pool import Limits, bwrap_available
+
+ATTACKS = course.ROOT / "tests" / "fixtures" / "attacks" / "resnet18"
+FULL = {"residual": 35, "stem": 10, "resnet_block": 15, "resnet18": 15, "print_layer_shapes": 5,
+        "parameter_counts": 8, "resnet18_complete": 12}
+# Attacks in the first answer cell replace Residual: nothing can be earned from that cell on
+# (transformers erase every later cell; the others leave Residual broken).
+STOPPED_AT_RESIDUAL = dict(FULL, residual=0, resnet18_complete=0)
+STOPPED_AT_COUNTS = dict(FULL, parameter_counts=0, resnet18_complete=0)
+ZERO = {part: 0 for part in FULL}
+EXPECTED_ATTACKS = {
+    "input_transformer": ZERO, "ast_transformer": ZERO, "patched_libraries": ZERO,
+    "always_equal": dict(STOPPED_AT_RESIDUAL, parameter_counts=0),
+    "instructor_files": STOPPED_AT_RESIDUAL, "background_process": STOPPED_AT_RESIDUAL,
+    "network": STOPPED_AT_RESIDUAL,
+    "exits_early": dict(FULL, parameter_counts=0),  # SystemExit ends the cell, not the notebook
+    "hard_exit": STOPPED_AT_COUNTS, "kills_itself": STOPPED_AT_COUNTS,
+    "kills_the_grader": STOPPED_AT_COUNTS, "infinite_loop": STOPPED_AT_COUNTS, "memory_bomb": STOPPED_AT_COUNTS,
+}
+
+LIMITS = Limits(wall_seconds=25, cpu_seconds=60, memory_bytes=3 << 30)
+
+pytestmark = pytest.mark.skipif(not bwrap_available(), reason="bubblewrap is needed for sandboxed grading")
+
+
+def _release():
+    return nbformat.read(course.RELEASE / "resnet18" / "resnet18.ipynb", as_version=4)
+
+
+def _reference_answers():
+    return read_answers(course.SAMPLES / "resnet18" / "correct_reference.py")
+
+
+def _bad_inputs(inbox):
+    correct = fill(_release(), _reference_answers())
+    (inbox / "empty.ipynb").write_bytes(b"")
+    (inbox / "not_json.ipynb").write_text('{"cells": [')
+    (inbox / "nbformat3.ipynb").write_text(json.dumps(nbformat.convert(copy.deepcopy(correct), 3)))
+    stripped = nbformat.from_dict(correct)
+    for cell in stripped.cells:
+        cell.metadata = {}
+    nbformat.write(stripped, inbox / "Copy of stripped_metadata.ipynb")
+    deleted = nbformat.from_dict(correct)
+    deleted.cells = [c for c in deleted.cells if not c.metadata.get("nbgrader", {}).get("grade")]
+    nbformat.write(deleted, inbox / "deleted_tests.ipynb")
+    doubled = nbformat.from_dict(correct)
+    doubled.cells = [copy for c in doubled.cells
+                     for copy in ([c, c] if c.metadata.get("nbgrader", {}).get("grade") else [c])]
+    nbformat.write(doubled, inbox / "duplicated_tests.ipynb")
+    other = nbformat.read(course.RELEASE / "bottleneck" / "bottleneck.ipynb", as_version=4)
+    nbformat.write(fill(other, read_answers(course.SAMPLES / "bottleneck" / "correct_reference.py")),
+                   inbox / "wrong_assignment.ipynb")
+    huge = nbformat.from_dict(correct)
+    huge.cells[2].outputs = [nbformat.v4.new_output("stream", name="stdout", text="x" * (50 << 20))]
+    nbformat.write(huge, inbox / "huge_output.ipynb")
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    root = tmp_path_factory.mktemp("batch")
+    course_dir = prepare_course(root / "course")
+    inbox = root / "inbox"
+    inbox.mkdir()
+    release = _release()
+    for student, path in samples("resnet18", course.SAMPLES).items():
+        nbformat.write(fill(release, read_answers(path)), inbox / f"{student}.ipynb")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.setblocking(False)
+    port = listener.getsockname()[1]
+    for attack in sorted(ATTACKS.glob("*.py")):
+        code = (attack.read_text().replace('os.environ.get("ATTACK_PORT", "1")', f'"{port}"')
+                .replace('os.environ.get("ATTACK_COURSE", "/nonexistent")', repr(str(course_dir))))
+        answers = dict(_reference_answers())
+        patched = ATTACKS / f".{attack.stem}.tmp"
+        patched.write_text(code)
+        answers.update(read_answers(patched))
+        patched.unlink()
+        nbformat.write(fill(release, answers), inbox / f"attack_{attack.stem}.ipynb")
+    _bad_inputs(inbox)
+    rows = grade("resnet18", [str(inbox)], course_dir=course_dir, jobs=2, progress=False,
+                 limits=LIMITS)
+    try:
+        listener.accept()
+        connected = True
+    except BlockingIOError:
+        connected = False
+    listener.close()
+    return {"rows": {Path(r["input"]).name: r for r in rows}, "course": course_dir, "inbox": inbox,
+            "connected": connected}
+
+
+def _parts(row):
+    return {key.split(" /")[0]: float(value) for key, value in row.items() if " /" in key}
+
+
+def test_one_row_per_input_file(batch):
+    files = sorted(p.name for p in batch["inbox"].iterdir())
+    assert sorted(batch["rows"]) == files
+    with open(batch["course"] / "grading" / "resnet18" / "grades.csv") as f:
+        assert len(list(csv.DictReader(f))) == len(files)
+
+
+def test_samples_get_the_same_scores_as_plain_nbgrader(batch):
+    expected = json.loads((course.SAMPLES / "resnet18" / "expected_scores.json").read_text())
+    for student, parts in expected.items():
+        assert _parts(batch["rows"][f"{student}.ipynb"]) == parts, student
+
+
+@pytest.mark.parametrize("attack", sorted(EXPECTED_ATTACKS))
+def test_no_attack_raises_a_score(batch, attack):
+    row = batch["rows"][f"attack_{attack}.ipynb"]
+    assert row["status"] == "graded"
+    assert _parts(row) == EXPECTED_ATTACKS[attack]
+
+
+def test_attacks_are_all_in_the_suite():
+    assert sorted(EXPECTED_ATTACKS) == sorted(p.stem for p in ATTACKS.glob("*.py"))
+
+
+def test_stopped_notebooks_say_why(batch):
+    assert "ran out of time" in batch["rows"]["attack_infinite_loop.ipynb"]["notes"]
+    assert "killed" in batch["rows"]["attack_kills_the_grader.ipynb"]["notes"]
+
+
+def test_instructor_files_and_network_are_out_of_reach(batch):
+    verdict = json.loads((batch["course"] / "grading" / "resnet18" / "verdicts" / "attack_instructor_files.json")
+                         .read_text())
+    printed = " ".join(record.get("stdout", "") for record in verdict["outputs"].values())
+    assert "DENIED" in printed and str(batch["course"]) in printed  # the attack ran
+    assert "READ" not in printed and "WROTE" not in printed
+    for path in (batch["course"]).rglob("*"):
+        if path.is_file() and path.suffix in (".ipynb", ".db", ".py"):
+            assert b"pwned" not in path.read_bytes()[-100:], path
+    network = json.loads((batch["course"] / "grading" / "resnet18" / "verdicts" / "attack_network.json").read_text())
+    assert "CONNECTED" not in json.dumps(network)
+    assert not batch["connected"]
+
+
+def test_no_process_is_left_behind(batch):
+    listing = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert "resnet-attack-leftover" not in listing
+
+
+BAD = {"empty.ipynb": "empty", "not_json.ipynb": "invalid JSON", "wrong_assignment.ipynb": "bottleneck"}
+REPAIRED = ["nbformat3.ipynb", "Copy of stripped_metadata.ipynb", "deleted_tests.ipynb",
+            "duplicated_tests.ipynb", "huge_output.ipynb"]
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_broken_files_get_a_row_with_their_reason(batch, name):
+    row = batch["rows"][name]
+    assert row["status"] == "unusable" and row["score"] == "0"
+    assert BAD[name] in row["notes"]
+
+
+@pytest.mark.parametrize("name", REPAIRED)
+def test_repairable_files_are_repaired_and_graded_in_full(batch, name):
+    row = batch["rows"][name]
+    assert row["status"] == "graded"
+    assert _parts(row) == FULL
+
+
+def test_feedback_and_summary_are_written(batch):
+    work = batch["course"] / "grading" / "resnet18"
+    assert (work / "summary.png").stat().st_size > 1000
+    rates = list(csv.DictReader(open(work / "pass_rates.csv")))
+    assert [r["part"] for r in rates] == list(FULL)
+    page = (batch["course"] / "feedback" / "relu_before_add" / "resnet18" / "resnet18.html").read_text()
+    assert "add first, then ReLU" in page and "HIDDEN TESTS" not in page
+
+
+def test_rerun_skips_unchanged_submissions(batch):
+    import time
+    start = time.monotonic()
+    rows = grade("resnet18", [str(batch["inbox"])], course_dir=batch["course"], jobs=2, progress=False,
+                 limits=LIMITS)
+    assert time.monotonic() - start < 30
+    assert {Path(r["input"]).name: r["score"] for r in rows} == {n: r["score"] for n, r in batch["rows"].items()}
