@@ -14,10 +14,12 @@ again refreshes them instead of adding copies):
    version: how to submit, and :func:`autograder.selfcheck.check_notebook`,
    which says whether the notebook is still gradable.
 
-All of them carry locked nbgrader metadata (not graded, not a solution), so
-``nbgrader generate_assignment`` keeps them, checksums them, and restores them
-when grading, and Jupyter's ``editable``/``deletable`` flags, which survive in
-the self-study version where the nbgrader metadata is removed.
+In the release variant they carry locked nbgrader metadata (not graded, not a
+solution, ``grade_id`` = cell id), so ``nbgrader generate_assignment`` keeps
+them, checksums them, and restores them when grading; in both variants they
+carry Jupyter's ``editable: false`` and ``deletable: false``. The self-study
+variant has no nbgrader metadata (like the rest of that notebook) and no
+submission cells.
 
 The repository is named once, here: :data:`REPOSITORY`.
 """
@@ -99,19 +101,22 @@ def self_check_source(assignment):
             f'selfcheck.check_notebook("{assignment}")')
 
 
-def _locked_metadata(grade_id, extra=None):
-    metadata = {
-        "deletable": False,
-        "editable": False,
-        "nbgrader": {
+def _locked_metadata(grade_id, variant, extra=None):
+    """Locked for Jupyter (not editable or deletable) and, in the release, for nbgrader.
+
+    The self-study version carries no nbgrader metadata at all (build.self_study
+    removes it), so its cells get only Jupyter's flags.
+    """
+    metadata = {"deletable": False, "editable": False}
+    if variant == "release":
+        metadata["nbgrader"] = {
             "grade": False,
             "grade_id": grade_id,
             "locked": True,
             "schema_version": 3,
             "solution": False,
             "task": False,
-        },
-    }
+        }
     metadata.update(extra or {})
     return metadata
 
@@ -120,16 +125,16 @@ def cells(assignment, variant="release"):
     """The boilerplate cells for one notebook: (first cells, last cells)."""
     import nbformat
     badge = nbformat.v4.new_markdown_cell(badge_source(assignment, variant), id=BADGE_ID,
-                                          metadata=_locked_metadata(BADGE_ID))
+                                          metadata=_locked_metadata(BADGE_ID, variant))
     setup = nbformat.v4.new_code_cell(setup_source(), id=SETUP_ID,
-                                      metadata=_locked_metadata(SETUP_ID, {"cellView": "form"}))
+                                      metadata=_locked_metadata(SETUP_ID, variant, {"cellView": "form"}))
     first = [badge, setup]
     if variant == "self-study":
         return first, []  # not submitted: nothing to check
     submit = nbformat.v4.new_markdown_cell(submit_text_source(assignment), id=SUBMIT_TEXT_ID,
-                                           metadata=_locked_metadata(SUBMIT_TEXT_ID))
+                                           metadata=_locked_metadata(SUBMIT_TEXT_ID, variant))
     check = nbformat.v4.new_code_cell(self_check_source(assignment), id=SELF_CHECK_ID,
-                                      metadata=_locked_metadata(SELF_CHECK_ID))
+                                      metadata=_locked_metadata(SELF_CHECK_ID, variant))
     return first, [submit, check]
 
 

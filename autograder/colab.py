@@ -333,6 +333,7 @@ def probe_gpu(folder=None, timeout=600):
         reason = lines[-1] if lines else "no output"
         if "no kernel image" in result.stderr or "invalid device function" in result.stderr:
             reason = "MXNet has no GPU kernels for this GPU"
+        reason = reason.split(". ")[0].rstrip(".")  # the reason must not break the one sentence
         raise SetupError(f"MXNet's GPU test failed: {reason[:160]}")
 
 
@@ -421,3 +422,50 @@ def setup(device=None):
     print(f"Setup done in {time.time() - started:.0f} s: MXNet {MXNET_VERSION} ({used}), d2l {D2L_VERSION}, "
           f"Python {sys.version_info.major}.{sys.version_info.minor}, NumPy {numpy.__version__}.{hint}")
     return used
+
+
+# --- on your own Linux machine with an NVIDIA GPU -------------------------------------------------------
+
+def library_path(folder=None):
+    """The LD_LIBRARY_PATH value that makes the CUDA 11 libraries of ``folder`` visible."""
+    return os.pathsep.join(dict.fromkeys(os.path.dirname(p) for p in cuda11_library_paths(folder)))
+
+
+def main(argv=None):
+    """``python -m autograder.colab {gpu,ld-library-path}``: the GPU build on a local Linux machine."""
+    import argparse
+    parser = argparse.ArgumentParser(prog="python -m autograder.colab", description=main.__doc__)
+    parser.add_argument("command", choices=["gpu", "ld-library-path"],
+                        help="gpu: install the CUDA 11 libraries (into RESNET_CUDA11_DIR, default "
+                             "~/.cache/resnet-course/cuda11) and mxnet-cu112 into this Python, test them, and "
+                             "print the LD_LIBRARY_PATH to start Jupyter with; ld-library-path: print it only")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "gpu":
+            gpu = gpu_info()
+            if gpu is None:
+                print("No NVIDIA GPU found (nvidia-smi does not list one): keep the CPU build.")
+                return 1
+            name, capability = gpu
+            if capability and capability[0] > MAX_COMPUTE_MAJOR:
+                print(f"MXNet 1.9.1 has no GPU kernels for the {name}: keep the CPU build.")
+                return 1
+            print(f"Installing the CUDA 11 libraries into {cuda11_dir()} (about 2.5 GB) ...", flush=True)
+            folder = install_cuda11_libraries()
+            if installed("mxnet"):
+                pip_uninstall("mxnet")
+            pip("--no-deps", MXNET_GPU)
+            probe_gpu(folder)
+            print(f"MXNet's GPU build works on the {name}. Start Jupyter with:\n"
+                  f"  export LD_LIBRARY_PATH={library_path(folder)}${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}\n"
+                  f"To go back to the CPU build: pip uninstall -y mxnet-cu112 && pip install {MXNET_CPU}")
+        else:
+            print(library_path())
+    except SetupError as error:
+        print(f"The GPU build cannot be used here: {error} (details in {log_path()}).")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -49,9 +49,10 @@ COURSE_DISTRIBUTIONS = ["mxnet", "mxnet-cu112", "d2l", "resnet-course-autograder
 
 @pytest.fixture(scope="session")
 def colab_python():
-    """Path of the Colab-like Python 3.12 (made once, then cached in .colab-venv/)."""
+    """Path of the Colab-like Python 3.12 (made once, then cached in .colab-venv/ or $COLAB_LIKE_VENV)."""
     script = ROOT / "scripts" / "colab_like_env.sh"
-    result = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=900)
+    venv = os.environ.get("COLAB_LIKE_VENV", str(ROOT / ".colab-venv"))
+    result = subprocess.run(["bash", str(script), venv], capture_output=True, text=True, timeout=900)
     if result.returncode != 0:
         message = "could not make the Colab-like Python 3.12 environment:\n" + result.stderr[-3000:]
         if os.environ.get("CI") or "Python 3.12 is needed" not in result.stderr:
@@ -208,7 +209,7 @@ def test_compat_distutils_stand_in_where_python_312_has_none(colab_python):
 
 # --- boilerplate ---------------------------------------------------------------------------------------
 
-def test_boilerplate_is_idempotent_and_locked():
+def test_boilerplate_is_idempotent_and_locked(tmp_path):
     nb = nbformat.read(course.source_notebook("resnet18"), as_version=4)
     original = [c.id for c in nb.cells if c.id not in boilerplate.CELL_IDS]
     once = boilerplate.apply(nbformat.from_dict(nb), "resnet18")
@@ -228,6 +229,15 @@ def test_boilerplate_is_idempotent_and_locked():
     assert [c.id for c in study.cells][:2] == ["colab-badge", "colab-setup"]
     assert not {"submit-text", "self-check"} & {c.id for c in study.cells}
     assert "notebooks/resnet18.ipynb" in study.cells[0].source
+    assert all("nbgrader" not in c.metadata and c.metadata["editable"] is False for c in study.cells[:2])
+    # As the build makes it: self_study() strips nbgrader metadata, then the self-study variant is applied.
+    from autograder import build
+    with_release_cells = tmp_path / "resnet18.ipynb"
+    nbformat.write(twice, with_release_cells)
+    derived = boilerplate.apply(build.self_study(with_release_cells), "resnet18", variant="self-study")
+    assert not any("nbgrader" in c.metadata for c in derived.cells)
+    assert [c.id for c in derived.cells][:2] == ["colab-badge", "colab-setup"]
+    assert derived.cells[-1].id not in boilerplate.CELL_IDS
 
 
 def test_boilerplate_names_the_repository_once():
@@ -283,6 +293,7 @@ def test_selfcheck_passes_the_release_and_an_answered_notebook(release_with_boil
         assert _problems(answered, expected) == ([], [])
 
 
+@pytest.mark.filterwarnings("ignore:Non-unique cell id")  # the duplicate is the point
 def test_selfcheck_catches_stripped_deleted_duplicated_and_foreign_cells(release_with_boilerplate):
     nb, expected = release_with_boilerplate["resnet18"]
     nb = samples.fill(nb, samples.read_answers(ROOT / "samples" / "resnet18" / "correct_reference.py"))
@@ -472,9 +483,12 @@ missing = [n for n in colab.elf_needed(libmxnet) if n not in names and n != "lib
                                  "libstdc++.", "libgomp.", "libopenblas.", "libgfortran."))]
 assert not missing, f"libmxnet.so needs {missing}, which nothing provides"
 print("PRELOADED", len(loaded))
+try:  # the real probe, on a machine without a GPU (and its driver): must fail, and say why in a few words
+    colab.probe_gpu(folder)
+except colab.SetupError as error:
+    print("PROBE-FALLBACK", error)
 if stub != "-":
     ctypes.CDLL(stub, mode=ctypes.RTLD_GLOBAL)  # stands in for the driver's libcuda.so.1
-    sys.path.insert(0, mxnet_target)
     compat.install()
     import mxnet as mx  # libmxnet.so is loaded with RTLD_NOW: every CUDA symbol must resolve
     features = mx.runtime.Features()
@@ -502,11 +516,12 @@ def test_cuda11_libraries_install_privately_and_load(colab_python, tmp_path):
         stub = str(tmp_path / "libcuda.so.1")
         subprocess.run(["gcc", "-shared", "-fPIC", "-Wl,-soname,libcuda.so.1", "-o", stub,
                         str(tmp_path / "cuda_stub.c")], check=True)
-    env = {"HOME": str(tmp_path), "PYTHONPATH": str(PACKAGE)}
+    env = {"HOME": str(tmp_path), "PYTHONPATH": os.pathsep.join([str(mxnet_target), str(PACKAGE)])}
     result = run_in(colab_python, GPU_LIBS_CHECK, str(cache / "cuda11"), str(mxnet_target), stub, env=env,
                     timeout=1800)
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     assert f"PRELOADED {len(colab.CUDA11_LIBRARIES)}" in result.stdout
+    assert "PROBE-FALLBACK MXNet's GPU test failed: " in result.stdout and "libcuda.so.1" in result.stdout
     if stub != "-":
         assert "IMPORTED" in result.stdout and result.stdout.rstrip().endswith(" 12.0")
     # Colab's own CUDA 12 libraries are untouched: nothing was installed into site-packages.
