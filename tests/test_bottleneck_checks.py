@@ -6,12 +6,25 @@ source notebook (hidden part included) is executed there. Correct answers,
 however written, must pass every cell; each typical mistake must fail exactly
 the cells listed below, so the other parts keep their marks. The real
 nbgrader round trip is tested elsewhere (test_grading.py).
+
+The parts are also run as the batch grader runs them: observed with a
+secret challenge drawn from a random generator, judged from the challenge
+and the JSON observation alone. Correct answers pass, the mistakes fail the
+same parts as in the notebook, a recorded observation replayed against
+another secret challenge fails the behaviour parts, and judges given
+malformed observations raise nothing but CheckFailed.
 """
+import ast
+import contextlib
+import io
+import json
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
+import numpy as onp
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 import nbformat  # noqa: E402
 
 from autograder import bottleneck_checks as checks  # noqa: E402
-from autograder.checking import CheckFailed  # noqa: E402
+from autograder.checking import CheckFailed, quiet_stderr  # noqa: E402
+from autograder.parts import judge_safely  # noqa: E402
 from autograder.samples import read_answers  # noqa: E402
 
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -185,3 +199,156 @@ def test_reference_block_counts():
     total = stem + sum(b[0] for b in blocks) + 512 * 10 + 10
     frozen = 2 * 64 + sum(b[2] for b in blocks)
     assert (total, total - frozen, frozen) == checks.SMALL_RESNET_COUNTS
+
+
+# ------------------------------------------------- parts under secret challenges
+
+# The object each part observes, and the grade cell (None: ungraded) that calls it.
+PARTS = {
+    "bottleneck_demo_shapes": ("Bottleneck", "bottleneck_visible"),
+    "bottleneck_shapes": ("Bottleneck", "bottleneck_shapes"),
+    "bottleneck_structure": ("Bottleneck", "bottleneck_structure"),
+    "bottleneck_behaviour": ("Bottleneck", "bottleneck_behaviour"),
+    "small_resnet_demo": ("small_resnet", "small_resnet_visible"),
+    "small_resnet_assembly": ("small_resnet", "small_resnet_assembly"),
+    "small_resnet_behaviour": ("small_resnet", "small_resnet_behaviour"),
+    "small_resnet_counts": ("small_resnet", "small_resnet_counts"),
+    "train_adam_history": ("train_adam", "train_adam_visible"),
+    "train_adam_behaviour": ("train_adam", "train_adam_hidden"),
+    "preact_self_check": ("PreActBottleneck", None),
+}
+# Parts whose observation depends on secret weights, inputs or data: a recorded
+# observation must not pass another secret challenge.
+BEHAVIOUR = ["bottleneck_behaviour", "small_resnet_behaviour", "train_adam_behaviour", "preact_self_check"]
+SECRET, OTHER = 20261123, 777
+
+
+def observe(part, obj, challenge):
+    """As the sandboxed worker does: the student's side, JSON out (or the error it raised)."""
+    with quiet_stderr(), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            observation = part.observe(obj, challenge)
+        except CheckFailed as failure:
+            return {"failed": str(failure)}
+        except Exception as error:
+            return {"error": type(error).__name__}
+    return json.loads(json.dumps(observation))
+
+
+def secret_run(space, rng_seed):
+    """{part: (challenge, observation, CPU seconds)} with challenges drawn as the batch grader draws them."""
+    rng = onp.random.default_rng(rng_seed)
+    runs = {}
+    for name, part in checks.PARTS.items():
+        challenge = part.challenge(rng)
+        start = time.process_time()
+        observation = observe(part, space[PARTS[name][0]], challenge)
+        runs[name] = (challenge, observation, time.process_time() - start)
+    return runs
+
+
+@pytest.fixture(scope="module")
+def secret():
+    return {sample: secret_run(namespace(sample), SECRET) for sample in EXPECTED_FAILURES}
+
+
+def test_parts_are_the_notebooks_checks():
+    called = set()
+    for cell in CELLS.values():
+        for node in ast.walk(ast.parse(cell.source)):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "check"):
+                called.add((node.func.attr, node.args[0].id))
+                grade = cell.metadata["nbgrader"].get("grade_id") if cell.metadata["nbgrader"]["grade"] else None
+                assert PARTS[node.func.attr] == (node.args[0].id, grade)
+    assert {name for name, _ in called} == set(checks.PARTS) == set(PARTS)
+    for name, part in checks.PARTS.items():
+        assert getattr(checks, name) == part.check
+
+
+def test_fixed_challenge_is_fixed_and_secret_ones_differ():
+    for name, part in checks.PARTS.items():
+        assert part.challenge(None) == part.challenge(None)
+        json.dumps(part.challenge(onp.random.default_rng(1)))
+        if name in BEHAVIOUR:
+            assert part.challenge(onp.random.default_rng(1)) != part.challenge(onp.random.default_rng(2)), name
+            assert part.challenge(onp.random.default_rng(1)) != part.challenge(None), name
+
+
+@pytest.mark.parametrize("sample", sorted(EXPECTED_FAILURES))
+def test_secret_challenges_grade_samples_as_the_notebook_does(secret, sample):
+    failed = {PARTS[name][1]: verdict for name, (challenge, observation, _) in secret[sample].items()
+              for verdict in [judge_safely(checks.PARTS[name], challenge, observation)]
+              if verdict is not None and PARTS[name][1]}
+    assert set(failed) == EXPECTED_FAILURES[sample], failed
+
+
+@pytest.mark.parametrize("sample", ["correct_reference", "correct_styled"])
+def test_correct_answers_pass_every_secret_challenge_quickly_with_small_observations(secret, sample):
+    for name, (challenge, observation, seconds) in secret[sample].items():
+        assert judge_safely(checks.PARTS[name], challenge, observation) is None, name
+        assert len(json.dumps(observation)) < 1_000_000, name
+        assert seconds < 5, (name, seconds)
+
+
+@pytest.mark.parametrize("name", BEHAVIOUR)
+def test_replayed_observations_fail_another_secret_challenge(secret, name):
+    part = checks.PARTS[name]
+    for sample in ("correct_reference", "correct_styled"):
+        _, observation, _ = secret[sample][name]
+        verdict = judge_safely(part, part.challenge(onp.random.default_rng(OTHER)), observation)
+        assert verdict is not None, (sample, name)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_single_mistakes_fail_only_their_exercise_under_secret_challenges(variant):
+    section, old, new, cell, words = VARIANTS[variant]
+    space = namespace("correct_reference")
+    exec(read_answers(SAMPLES / "correct_reference.py")[section].replace(old, new), space)
+    failed = {PARTS[name][1]: verdict for name, (challenge, observation, _) in secret_run(space, OTHER).items()
+              for verdict in [judge_safely(checks.PARTS[name], challenge, observation)]
+              if verdict is not None and PARTS[name][1]}
+    assert cell in failed and words in failed[cell], failed
+    assert all(g.startswith(section) for g in failed), failed
+
+
+def _mutations(value, rng, path=()):
+    """(path, replacement) pairs: each node of the observation swapped for junk or dropped."""
+    junk = [None, "x", -1, 1e308, float("nan"), True, [], {}, [[1, 2], [3]], {"error": 1}]
+    yield path, junk[int(rng.integers(len(junk)))]
+    if isinstance(value, dict):
+        for key, child in value.items():
+            yield path + (key,), "DROP"
+            yield from _mutations(child, rng, path + (key,))
+    elif isinstance(value, list) and value:
+        yield path, value[:-1]
+        for index in sorted({0, len(value) - 1}):
+            yield from _mutations(value[index], rng, path + (index,))
+
+
+def _mutated(observation, path, replacement):
+    if not path:
+        return replacement
+    copy = json.loads(json.dumps(observation))
+    node = copy
+    for key in path[:-1]:
+        node = node[key]
+    if replacement == "DROP":
+        del node[path[-1]]
+    else:
+        node[path[-1]] = replacement
+    return copy
+
+
+@pytest.mark.parametrize("name", sorted(PARTS))
+def test_judges_raise_only_check_failed_on_malformed_observations(secret, name):
+    part = checks.PARTS[name]
+    rng = onp.random.default_rng(5)
+    challenge, observation, _ = secret["correct_reference"][name]
+    mutations = list(_mutations(observation, rng))
+    picked = [mutations[int(i)] for i in rng.permutation(len(mutations))[:40]]
+    for bad in [None, [], "junk", {}, {"outputs": "junk"}] + [_mutated(observation, *m) for m in picked]:
+        try:
+            part.judge(challenge, bad)
+        except CheckFailed:
+            pass
