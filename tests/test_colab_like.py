@@ -293,6 +293,16 @@ def test_selfcheck_passes_the_release_and_an_answered_notebook(release_with_boil
         assert any("not answered yet" in n for n in notes)
         answered = samples.fill(nb, samples.read_answers(ROOT / "samples" / assignment / "correct_reference.py"))
         assert _problems(answered, expected) == ([], [])
+        # As Colab saves it: nbformat 4.0 without cell ids, sources as lists of lines, Colab's own metadata.
+        colab_style = json.loads(nbformat.writes(answered))
+        colab_style["nbformat_minor"] = 0
+        for cell in colab_style["cells"]:
+            cell.pop("id", None)
+            if isinstance(cell["source"], str):
+                cell["source"] = cell["source"].splitlines(keepends=True)
+            cell["metadata"]["id"] = "x" + str(abs(hash(str(cell["source"]))))[:10]
+        colab_style["metadata"]["colab"] = {"provenance": []}
+        assert selfcheck.compare(colab_style, expected) == ([], [])
 
 
 @pytest.mark.filterwarnings("ignore:Non-unique cell id")  # the duplicate is the point
