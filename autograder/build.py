@@ -4,6 +4,11 @@
 * ``notebooks/<a>.ipynb``: the self-study version: solutions kept, nbgrader
   markers, metadata and hidden tests removed, every cell executed except the
   ones tagged ``skip-execution`` (they need the real data set).
+* ``autograder/gradable_cells/<a>.json``: what the notebooks' self-check
+  compares a student's notebook with.
+
+The Colab badge, setup cell and self-check of every notebook are owned by
+``boilerplate.py``; the build refreshes them in ``source/`` first.
 
 The tests rebuild both into a temporary folder and fail if the committed
 copies differ.
@@ -16,11 +21,22 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from . import course
+from . import boilerplate, course, selfcheck
 from .nbgrader_cli import nbgrader
 
 SOLUTION_MARKER = re.compile(r"^\s*### (BEGIN|END) SOLUTION\s*$")
 HIDDEN_REGION = re.compile(r"^\s*### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS[^\n]*\n?", re.S | re.M)
+
+
+def refresh_boilerplate():
+    """Insert or refresh the Colab badge, setup cell and self-check in each source notebook."""
+    for assignment in course.assignments():
+        path = course.source_notebook(assignment)
+        nb = nbformat.read(path, as_version=4)
+        before = nbformat.writes(nb)
+        boilerplate.apply(nb, assignment)
+        if nbformat.writes(nb) != before:
+            nbformat.write(nb, path)
 
 
 def generate_release(out_dir):
@@ -52,7 +68,7 @@ def self_study(source_nb):
         cell.source = text.strip("\n")
         cells.append(cell)
     nb.cells = cells
-    return nb
+    return boilerplate.apply(nb, Path(source_nb).stem, variant="self-study")
 
 
 def execute(nb, cwd):
@@ -74,5 +90,8 @@ def write_self_study(out_dir, run=True):
 
 
 def build(run=True):
+    refresh_boilerplate()
     generate_release(course.RELEASE)
+    for assignment in course.assignments():
+        selfcheck.write_gradable_cells(course.RELEASE / assignment / f"{assignment}.ipynb")
     write_self_study(course.SELF_STUDY, run=run)

@@ -8,9 +8,9 @@
    that only observe.
 3. **Judge** (``trusted.py``): this process judges the observations against
    challenges drawn secretly for each submission.
-4. **Record** with nbgrader: the verdicts go through ``nbgrader autograde``
-   (ApplyVerdicts + SaveAutoGrades) into the gradebook, then
-   ``nbgrader generate_feedback`` writes the HTML feedback.
+4. **Record** with nbgrader's own API: the verdicts go through nbgrader's
+   autograde (ApplyVerdicts + SaveAutoGrades) into the gradebook, then its
+   generate_feedback writes the HTML feedback.
 5. **Report**: ``grading/<assignment>/grades.csv`` (one row per input file),
    ``summary.png`` (score histogram), ``pass_rates.csv`` (per part).
 
@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from nbgrader.api import Gradebook, MissingEntry
 from . import course, trusted
 from .demo import max_scores, parts_of
 from .intake import intake
-from .nbgrader_cli import nbgrader
+from .nbgrader_cli import NbgraderError, nbgrader
 from .sandbox.pool import Limits, Pool, bwrap_available
 
 GRADER_VERSION = "1"
@@ -60,20 +61,23 @@ def _ensure_assignment(course_dir, assignment):
     nbgrader(course_dir, "generate_assignment", assignment, "--force")
 
 
-def _run_all(items, assignment, limits, jobs, sandbox, progress):
+def _run_all(pool, items, assignment, limits, jobs, progress):
     """{student_id: verdict} for the items that need running."""
     calls = trusted.plan(assignment)
+    # One secret challenge per batch, drawn now: students cannot know it in advance, and the
+    # judge's slower references are computed once for the whole batch.
+    challenges = trusted.draw_challenges(assignment)
     results = {}
-    if not items:
-        return results
     bar = None
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=len(items), desc=f"grading {assignment}", unit="notebook", file=sys.stderr)
-    with Pool(min(jobs, len(items)), sandbox=sandbox) as pool, ThreadPoolExecutor(jobs) as threads:
-        def one(item):
-            job = trusted.job(item.notebook, assignment, calls, trusted.draw_challenges(assignment), limits)
-            return item.student_id, trusted.verdicts(item.notebook, assignment, job, pool.run(job))
+
+    def one(item):
+        job = trusted.job(item.notebook, assignment, calls, challenges, limits)
+        return item.student_id, trusted.verdicts(item.notebook, assignment, job, pool.run(job))
+
+    with ThreadPoolExecutor(jobs) as threads:
         for future in as_completed([threads.submit(one, item) for item in items]):
             student, verdict = future.result()
             results[student] = verdict
@@ -82,6 +86,28 @@ def _run_all(items, assignment, limits, jobs, sandbox, progress):
     if bar:
         bar.close()
     return results
+
+
+def _record(course_dir, assignment, students, verdict_dir):
+    """Plain ``nbgrader autograde`` (ApplyVerdicts in place of Execute) and ``generate_feedback``.
+
+    Only the students given are processed: their old autograded copies are removed first, and
+    autograde without --force skips the others. Returns {student: problem} for any nbgrader refused.
+    """
+    if not students:
+        return {}
+    for student in students:
+        shutil.rmtree(course_dir / "autograded" / student / assignment, ignore_errors=True)
+    failures = {}
+    try:
+        nbgrader(course_dir, "autograde", assignment, env={"RESNET_VERDICTS": str(verdict_dir)})
+    except NbgraderError as error:
+        failures = {s: "nbgrader could not record this submission" for s in students
+                    if not (course_dir / "autograded" / s / assignment).exists()}
+        if len(failures) == len(students):
+            raise error
+    nbgrader(course_dir, "generate_feedback", assignment, "--force")
+    return failures
 
 
 def _scores(course_dir, assignment, students):
@@ -162,28 +188,30 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
     shutil.rmtree(work / "intake", ignore_errors=True)
     (work / "verdicts").mkdir(parents=True, exist_ok=True)
     _ensure_assignment(course_dir, assignment)
-    items = intake(inputs, assignment, work / "intake", roster=roster, course_dir=course_dir)
-
-    verdicts, to_run = {}, []
-    for item in items:
-        if item.notebook is None:
-            continue
-        key = _key(item.notebook, assignment)
-        cached = work / "verdicts" / f"{item.student_id}.json"
-        if not force and cached.exists():
-            saved = json.loads(cached.read_text())
-            if saved.get("key") == key and (course_dir / "autograded" / item.student_id / assignment).exists():
-                verdicts[item.student_id] = saved
+    pool = Pool(jobs, sandbox=sandbox)
+    warming = threading.Thread(target=pool.start)  # workers warm up while intake runs
+    warming.start()
+    try:
+        items = intake(inputs, assignment, work / "intake", roster=roster, course_dir=course_dir)
+        verdicts, to_run = {}, []
+        for item in items:
+            if item.notebook is None:
                 continue
-        item.key = key
-        to_run.append(item)
+            key = _key(item.notebook, assignment)
+            cached = work / "verdicts" / f"{item.student_id}.json"
+            if not force and cached.exists():
+                saved = json.loads(cached.read_text())
+                if saved.get("key") == key and (course_dir / "autograded" / item.student_id / assignment).exists():
+                    verdicts[item.student_id] = saved
+                    continue
+            item.key = key
+            to_run.append(item)
+        warming.join()
+        fresh = _run_all(pool, to_run, assignment, limits, jobs, progress) if to_run else {}
+    finally:
+        warming.join()
+        pool.close()
 
-    fresh = _run_all(to_run, assignment, limits, jobs, sandbox, progress)
-    students = [item.student_id for item in to_run]
-    if students:
-        with open(work / "students.csv", "w", newline="") as f:
-            csv.writer(f).writerows([["id"]] + [[s] for s in students])
-        nbgrader(course_dir, "db", "student", "import", str(work / "students.csv"))
     for item in to_run:
         verdict = dict(fresh[item.student_id], key=item.key)
         verdicts[item.student_id] = verdict
@@ -191,10 +219,8 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
         target = course_dir / "submitted" / item.student_id / assignment / f"{assignment}.ipynb"
         target.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(item.notebook, target)
-        shutil.rmtree(course_dir / "autograded" / item.student_id / assignment, ignore_errors=True)
-    if students:
-        env = {"RESNET_VERDICTS": str(work / "verdicts")}
-        nbgrader(course_dir, "autograde", assignment, env=env)
-        nbgrader(course_dir, "generate_feedback", assignment, "--force")
+    failures = _record(course_dir, assignment, [item.student_id for item in to_run], work / "verdicts")
+    for student, message in failures.items():
+        verdicts[student]["note"] = "; ".join(filter(None, [verdicts[student].get("note"), message]))
     scores = _scores(course_dir, assignment, [item.student_id for item in items])
     return _write_reports(work, assignment, items, scores, verdicts)

@@ -15,8 +15,10 @@ class NbgraderError(RuntimeError):
 def nbgrader(course_dir, *args, quiet=True, env=None):
     """Run ``nbgrader ARGS`` with ``course_dir`` as the course directory."""
     command = [sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.root={course_dir}"]
+    # nbgrader calls `alembic` by name: the environment's scripts must be on PATH.
+    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
     done = subprocess.run(command, cwd=course_dir, capture_output=True, text=True,
-                          env=None if env is None else {**os.environ, **env})
+                          env={**os.environ, "PATH": path, **(env or {})})
     if done.returncode != 0:
         raise NbgraderError(f"`nbgrader {' '.join(args)}` failed:\n{done.stdout}\n{done.stderr}")
     if not quiet:

@@ -27,7 +27,7 @@ import numpy as onp
 
 from .checking import CheckFailed, quiet_stderr
 
-MAX_OBSERVATION_BYTES = 2_000_000
+CANONICAL_BLOCK = 4099  # a prime, so repeats do not line up with channel or kernel sizes
 
 
 class Part:
@@ -106,18 +106,21 @@ def canonical(seed, kind, shape):
     """
     shape = tuple(int(n) for n in shape)
     rng = onp.random.default_rng([seed, zlib.crc32(f"{kind}:{shape}".encode())])
+    # Big tensors repeat a block of CANONICAL_BLOCK draws: as telling, and far cheaper to make.
+    size = int(onp.prod(shape))
+    draw = lambda sample: onp.resize(sample(min(size, CANONICAL_BLOCK)), shape)
     if kind == "conv.weight" or kind == "dense.weight":
-        return rng.normal(size=shape) / onp.sqrt(onp.prod(shape[1:]))
+        return draw(rng.standard_normal) / onp.sqrt(onp.prod(shape[1:]))
     if kind in ("conv.bias", "dense.bias"):
-        return rng.normal(scale=0.1, size=shape)
+        return 0.1 * draw(rng.standard_normal)
     if kind == "bn.gamma" or kind == "bn.var":
-        return rng.uniform(0.5, 1.5, size=shape)
+        return draw(lambda n: rng.uniform(0.5, 1.5, n))
     if kind == "bn.beta":
-        return rng.normal(scale=0.5, size=shape)
+        return 0.5 * draw(rng.standard_normal)
     if kind == "bn.mean":
-        return rng.normal(scale=0.2, size=shape)
+        return 0.2 * draw(rng.standard_normal)
     if kind == "input":
-        return rng.normal(size=shape)
+        return draw(rng.standard_normal)
     raise ValueError(kind)
 
 

@@ -14,7 +14,7 @@ from dataclasses import asdict
 import nbformat
 import numpy as onp
 
-from . import course
+from . import boilerplate, course
 from .parts import judge_safely
 
 
@@ -54,6 +54,12 @@ def draw_challenges(assignment, seed=None):
     return {name: part.challenge(rng) for name, part in parts_module(assignment).PARTS.items()}
 
 
+# Cells the grader does not run: training that needs the real data, and demonstrations of
+# finished code that no graded part depends on (tagged in the source notebook).
+SKIPPED_TAGS = {"skip-execution", "demo"}
+SKIPPED_CELLS = {boilerplate.SETUP_ID, boilerplate.SELF_CHECK_ID}  # Colab setup and the student's self-check
+
+
 def job(nb, assignment, calls, challenges, limits):
     """The worker's job for a submission (a notebook shaped like the release)."""
     cells = []
@@ -61,7 +67,8 @@ def job(nb, assignment, calls, challenges, limits):
         grade_id = _nbgrader(cell).get("grade_id")
         if _nbgrader(cell).get("grade") and grade_id in calls:
             cells.append({"index": index, "kind": "probe", "calls": calls[grade_id]})
-        elif cell.cell_type == "code" and "skip-execution" not in cell.metadata.get("tags", []):
+        elif (cell.cell_type == "code" and not SKIPPED_TAGS & set(cell.metadata.get("tags", []))
+              and cell.get("id") not in SKIPPED_CELLS):
             cells.append({"index": index, "kind": "code", "source": cell.source})
     return {"checks_module": course.CHECK_MODULES[assignment], "cells": cells,
             "challenges": challenges, "limits": asdict(limits)}

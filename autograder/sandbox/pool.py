@@ -154,17 +154,24 @@ class Pool:
         self.free = list(self.workers)
         self.lock = threading.Condition()
 
-    def __enter__(self):
+    def start(self):
+        """Start every worker (each warms up for about 2 s, in parallel)."""
         threads = [threading.Thread(target=w.start) for w in self.workers]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+
+    def close(self):
+        for worker in self.workers:
+            worker.close()
+
+    def __enter__(self):
+        self.start()
         return self
 
     def __exit__(self, *exc):
-        for worker in self.workers:
-            worker.close()
+        self.close()
 
     def run(self, job):
         with self.lock:
