@@ -30,9 +30,9 @@ c.ClearHiddenTests.enforce_metadata = False
 import os  # noqa: E402
 
 if os.environ.get("RESNET_VERDICTS"):
-    from nbgrader.preprocessors import AssignLatePenalties, CheckCellMetadata, SaveAutoGrades
+    from nbgrader.preprocessors import AssignLatePenalties, SaveAutoGrades
 
     from autograder.verdicts import ApplyVerdicts
 
-    c.Autograde.autograde_preprocessors = [ApplyVerdicts, SaveAutoGrades, AssignLatePenalties,
-                                           CheckCellMetadata]
+    # (nbgrader's sanitize step has already checked the cell metadata.)
+    c.Autograde.autograde_preprocessors = [ApplyVerdicts, SaveAutoGrades, AssignLatePenalties]

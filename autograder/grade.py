@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -33,7 +34,7 @@ from nbgrader.api import Gradebook, MissingEntry
 from . import course, trusted
 from .demo import max_scores, parts_of
 from .intake import intake
-from .nbgrader_cli import NbgraderError, nbgrader
+from .nbgrader_cli import nbgrader
 from .sandbox.pool import Limits, Pool, bwrap_available
 
 GRADER_VERSION = "1"
@@ -61,8 +62,56 @@ def _ensure_assignment(course_dir, assignment):
     nbgrader(course_dir, "generate_assignment", assignment, "--force")
 
 
-def _run_all(pool, items, assignment, limits, jobs, progress):
-    """{student_id: verdict} for the items that need running."""
+class _Recorder:
+    """nbgrader in a separate process (autograder.record), started first so that its imports
+    overlap the sandbox's warm-up; it records finished verdicts while the sandbox works on."""
+
+    def __init__(self, course_dir, assignment, verdict_dir):
+        env = {**os.environ, "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "autograder.record", str(course_dir), assignment, str(verdict_dir)],
+            cwd=course_dir, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, text=True)
+        self.busy = False
+
+    def round(self):
+        """Ask for a round over what is in submitted/ now (after the one under way, if any)."""
+        self.wait()
+        self.process.stdin.write("go\n")
+        self.process.stdin.flush()
+        self.busy = True
+
+    def wait(self):
+        if self.busy:
+            self.process.stdout.readline()
+            self.busy = False
+
+    def close(self):
+        self.wait()
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def _submit(course_dir, work, assignment, item, verdict):
+    """Save the verdict and the notebook where nbgrader expects them; drop stale copies.
+
+    The notebook's folder appears in submitted/ in one rename, so a recorder running at the
+    same time sees either nothing or the whole submission."""
+    (work / "verdicts" / f"{item.student_id}.json").write_text(json.dumps(verdict))
+    for stale in ("autograded", "feedback"):
+        shutil.rmtree(course_dir / stale / item.student_id / assignment, ignore_errors=True)
+    staging = work / "staging" / item.student_id / assignment
+    shutil.rmtree(staging.parent, ignore_errors=True)
+    staging.mkdir(parents=True)
+    nbformat.write(item.notebook, staging / f"{assignment}.ipynb")
+    target = course_dir / "submitted" / item.student_id / assignment
+    shutil.rmtree(target, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(staging, target)
+
+
+def _run_all(pool, recorder, items, assignment, limits, jobs, progress, course_dir, work):
+    """Run, judge and record every item; returns {student_id: verdict}."""
     calls = trusted.plan(assignment)
     # One secret challenge per batch, drawn now: students cannot know it in advance, and the
     # judge's slower references are computed once for the whole batch.
@@ -75,39 +124,22 @@ def _run_all(pool, items, assignment, limits, jobs, progress):
 
     def one(item):
         job = trusted.job(item.notebook, assignment, calls, challenges, limits)
-        return item.student_id, trusted.verdicts(item.notebook, assignment, job, pool.run(job))
+        return item, trusted.verdicts(item.notebook, assignment, job, pool.run(job))
 
     with ThreadPoolExecutor(jobs) as threads:
         for future in as_completed([threads.submit(one, item) for item in items]):
-            student, verdict = future.result()
-            results[student] = verdict
+            item, verdict = future.result()
+            results[item.student_id] = verdict = dict(verdict, key=item.key)
+            _submit(course_dir, work, assignment, item, verdict)
+            if len(results) == len(items) // 2 and len(items) >= 8:
+                recorder.round()
             if bar:
                 bar.update()
     if bar:
         bar.close()
+    recorder.round()
+    recorder.wait()
     return results
-
-
-def _record(course_dir, assignment, students, verdict_dir):
-    """Plain ``nbgrader autograde`` (ApplyVerdicts in place of Execute) and ``generate_feedback``.
-
-    Only the students given are processed: their old autograded copies are removed first, and
-    autograde without --force skips the others. Returns {student: problem} for any nbgrader refused.
-    """
-    if not students:
-        return {}
-    for student in students:
-        shutil.rmtree(course_dir / "autograded" / student / assignment, ignore_errors=True)
-    failures = {}
-    try:
-        nbgrader(course_dir, "autograde", assignment, env={"RESNET_VERDICTS": str(verdict_dir)})
-    except NbgraderError as error:
-        failures = {s: "nbgrader could not record this submission" for s in students
-                    if not (course_dir / "autograded" / s / assignment).exists()}
-        if len(failures) == len(students):
-            raise error
-    nbgrader(course_dir, "generate_feedback", assignment, "--force")
-    return failures
 
 
 def _scores(course_dir, assignment, students):
@@ -188,6 +220,7 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
     shutil.rmtree(work / "intake", ignore_errors=True)
     (work / "verdicts").mkdir(parents=True, exist_ok=True)
     _ensure_assignment(course_dir, assignment)
+    recorder = _Recorder(course_dir, assignment, work / "verdicts")
     pool = Pool(jobs, sandbox=sandbox)
     warming = threading.Thread(target=pool.start)  # workers warm up while intake runs
     warming.start()
@@ -207,20 +240,11 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
             item.key = key
             to_run.append(item)
         warming.join()
-        fresh = _run_all(pool, to_run, assignment, limits, jobs, progress) if to_run else {}
+        if to_run:
+            verdicts.update(_run_all(pool, recorder, to_run, assignment, limits, jobs, progress, course_dir, work))
     finally:
         warming.join()
         pool.close()
-
-    for item in to_run:
-        verdict = dict(fresh[item.student_id], key=item.key)
-        verdicts[item.student_id] = verdict
-        (work / "verdicts" / f"{item.student_id}.json").write_text(json.dumps(verdict))
-        target = course_dir / "submitted" / item.student_id / assignment / f"{assignment}.ipynb"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        nbformat.write(item.notebook, target)
-    failures = _record(course_dir, assignment, [item.student_id for item in to_run], work / "verdicts")
-    for student, message in failures.items():
-        verdicts[student]["note"] = "; ".join(filter(None, [verdicts[student].get("note"), message]))
+        recorder.close()
     scores = _scores(course_dir, assignment, [item.student_id for item in items])
     return _write_reports(work, assignment, items, scores, verdicts)

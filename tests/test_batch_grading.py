@@ -39,7 +39,9 @@ EXPECTED_ATTACKS = {
     "exits_early": dict(FULL, parameter_counts=0),  # SystemExit ends the cell, not the notebook
     "hard_exit": STOPPED_AT_COUNTS, "kills_itself": STOPPED_AT_COUNTS,
     "kills_the_grader": STOPPED_AT_COUNTS, "infinite_loop": STOPPED_AT_COUNTS,
-    "memory_bomb": dict(FULL, parameter_counts=0),  # MemoryError ends the cell, the limit holds
+    # The limit holds; whether the notebook survives its MemoryError (and scores the whole
+    # network) depends on where the last allocation failed, so this one is an upper bound.
+    "memory_bomb": dict(FULL, parameter_counts=0),
 }
 
 LIMITS = Limits(wall_seconds=25, cpu_seconds=60, memory_bytes=3 << 30)
@@ -138,7 +140,12 @@ def test_samples_get_the_same_scores_as_plain_nbgrader(batch):
 def test_no_attack_raises_a_score(batch, attack):
     row = batch["rows"][f"attack_{attack}.ipynb"]
     assert row["status"] == "graded"
-    assert _parts(row) == EXPECTED_ATTACKS[attack]
+    if attack == "memory_bomb":
+        got = _parts(row)
+        assert all(got[p] <= EXPECTED_ATTACKS[attack][p] for p in FULL) and got["parameter_counts"] == 0
+        assert got["residual"] == FULL["residual"]  # parts before the bomb keep their marks
+    else:
+        assert _parts(row) == EXPECTED_ATTACKS[attack]
 
 
 def test_attacks_are_all_in_the_suite():
