@@ -1,18 +1,12 @@
 """How a check talks to a student.
 
-Every check in this package is wrapped by :func:`check`, which
-
-* silences stderr while it runs: nbgrader scores a test cell zero if the cell
-  wrote anything to stderr, and MXNet and d2l print warnings there that have
-  nothing to do with the student's answer;
-* turns any failure -- a failed comparison, or an exception raised by the
-  student's own code -- into one :class:`CheckFailed` whose message says what
-  to fix, raised ``from None`` so the traceback does not walk through the
-  check's code;
-* prints one line when the check passes, so students see progress.
+:class:`CheckFailed` carries a message written for the student (what is
+wrong and what to do). :func:`quiet_stderr` silences stderr while a check
+runs: nbgrader scores a test cell zero if the cell wrote anything to stderr,
+and MXNet and d2l print warnings there (some from C++, straight to file
+descriptor 2) that have nothing to do with the student's answer.
 """
 import contextlib
-import functools
 import logging
 import os
 import sys
@@ -44,37 +38,3 @@ def quiet_stderr():
         os.dup2(saved_fd, 2)
         os.close(saved_fd)
         os.close(devnull)
-
-
-def fail(message):
-    """Stop the current check with a message for the student."""
-    raise CheckFailed(message)
-
-
-def expect(condition, message):
-    if not condition:
-        raise CheckFailed(message)
-
-
-def check(description):
-    """Decorate a check function; ``description`` names what it verifies."""
-    def decorate(function):
-        @functools.wraps(function)
-        def run(*args, **kwargs):
-            problem = None
-            with quiet_stderr():
-                try:
-                    result = function(*args, **kwargs)
-                except CheckFailed as error:
-                    problem = str(error)
-                except Exception as error:  # the student's code raised
-                    detail = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
-                    problem = (f"your code raised {type(error).__name__}"
-                               + (f" ({detail})" if detail else "")
-                               + ". Run your code on its own to see the full error.")
-            if problem is not None:
-                raise CheckFailed(f"{description}: {problem}") from None
-            print(f"passed: {description}")
-            return result
-        return run
-    return decorate
