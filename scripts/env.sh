@@ -24,8 +24,12 @@ if [ ! -x .venv/bin/python ] || [ requirements.txt -nt .venv/.installed ] || [ p
   echo "Setting up .venv with $PYTHON (first run takes a few minutes) ..."
   rm -rf .venv
   "$PYTHON" -m venv .venv
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -r requirements.txt -e .
+  if ! { .venv/bin/python -m pip install -q --upgrade pip &&
+         .venv/bin/python -m pip install -q -r requirements.txt -e .; } > .venv/install.log 2>&1; then
+    tail -n 30 .venv/install.log >&2
+    echo "Installing the requirements failed (full log: .venv/install.log)." >&2
+    exit 1
+  fi
   touch .venv/.installed
 fi
 # The batch grader's sandbox; installed when we can (root with apt), else the tests that need it skip.
