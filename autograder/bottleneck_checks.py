@@ -16,7 +16,6 @@ found by kind and shape, never by their auto-generated names.
 
 The notebook calls ``check.<part>(obj)``; each name in ``PARTS`` is such a part.
 """
-import contextlib
 import inspect
 
 import numpy as onp
@@ -64,39 +63,6 @@ class _Part(Part):
 
 # ------------------------------------------------------------ observer side
 
-def _forward(block, x):
-    with autograd.predict_mode():
-        return block(mnp.array(x, dtype="float32"))
-
-
-def _run(block, shape, seed=0):
-    """Initialise ``block`` and push a batch of ``shape`` through it."""
-    block.initialize(force_reinit=True)
-    return _forward(block, canonical(seed, "input", shape))
-
-
-def _shape(value):
-    return [int(n) for n in value.shape]
-
-
-@contextlib.contextmanager
-def _replaced(function, **stand_ins):
-    """Temporarily rebind names in the namespace ``function`` looks its globals up in.
-    (A copy of resnet18_checks._replaced.)"""
-    space = getattr(function, "__globals__", None)
-    if not isinstance(space, dict):
-        yield
-        return
-    saved = {name: space[name] for name in stand_ins if name in space}
-    space.update(stand_ins)
-    try:
-        yield
-    finally:
-        for name in stand_ins:
-            space.pop(name, None)
-        space.update(saved)
-
-
 def _error_summary(error):
     """The most telling line of an error message (MXNet's start with a traceback)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
@@ -116,7 +82,7 @@ def _raised(error):
 def _try_run(block, shape, seed=0):
     """(output shape, None), or (None, error summary) when the block raised on its input."""
     try:
-        return _shape(_run(block, shape, seed)), None
+        return walk.shape_of(walk.run(block, shape, seed)), None
     except NotImplementedError:
         raise
     except Exception as error:
@@ -425,7 +391,7 @@ class BottleneckBehaviour(_Part):
                 outputs.append({"error": error, "layers": _block_info(blk)})
                 continue
             walk.set_canonical(blk, seed)
-            outputs.append({"output": _forward(blk, x).asnumpy().tolist(), "layers": _block_info(blk)})
+            outputs.append({"output": walk.forward(blk, x).asnumpy().tolist(), "layers": _block_info(blk)})
         return {"outputs": outputs}
 
     def decide(self, challenge, observation):
@@ -503,7 +469,7 @@ def _normalise(call):
 
 def _spied(small_resnet, *args):
     spy = _block_spy()
-    with _replaced(small_resnet, Bottleneck=spy):
+    with walk.replaced(small_resnet, Bottleneck=spy):
         net = small_resnet(*args)
     return net, spy
 
@@ -541,7 +507,7 @@ class SmallResnetDemo(_Part):
 
     def observe(self, small_resnet, challenge):
         net, _ = _spied(small_resnet)
-        return {"shape": _shape(_run(net, (2, 3, 32, 32)))}
+        return {"shape": walk.shape_of(walk.run(net, (2, 3, 32, 32)))}
 
     def decide(self, challenge, observation):
         got = observation["shape"]
@@ -569,19 +535,19 @@ class SmallResnetAssembly(_Part):
         net, spy = _spied(small_resnet)
         found = {"accepts_num_classes": accepts, "calls": [_normalise(call) for call in spy.calls]}
         try:
-            _run(net, (2, 3, 32, 32))
+            walk.run(net, (2, 3, 32, 32))
         except Exception as error:
             return dict(found, run_error=_raised(error))
         found["layers"] = _leaf_kinds(net, spy)
         found["shapes"] = []
         for shape in challenge["inputs"]:
             try:
-                found["shapes"].append(_shape(_run(net, shape)))
+                found["shapes"].append(walk.shape_of(walk.run(net, shape)))
             except Exception as error:
                 found["shapes"].append({"error": _raised(error)})
         if accepts:
             other, _ = _spied(small_resnet, challenge["num_classes"])
-            found["num_classes_shape"] = _shape(_run(other, (3, 3, 32, 32)))
+            found["num_classes_shape"] = walk.shape_of(walk.run(other, (3, 3, 32, 32)))
         return found
 
     def decide(self, challenge, got):
@@ -652,11 +618,11 @@ class SmallResnetBehaviour(_Part):
     def observe(self, small_resnet, challenge):
         net, spy = _spied(small_resnet)
         x = self._input(challenge)
-        _run(net, x.shape)
+        walk.run(net, x.shape)
         walk.set_canonical(net, challenge["seed"])
         return {"layers": _leaf_kinds(net, spy),
                 "blocks": [_conv_info(unit.proj) for unit in spy.instances],
-                "output": _forward(net, x).asnumpy().tolist()}
+                "output": walk.forward(net, x).asnumpy().tolist()}
 
     def decide(self, challenge, got):
         seed, layers = challenge["seed"], got["layers"]
@@ -719,10 +685,10 @@ class SmallResnetCounts(_Part):
         return {"input": [int(rng.integers(1, 4)), 3, side, side]}
 
     def observe(self, small_resnet, challenge):
-        with _replaced(small_resnet, Bottleneck=ReferenceBottleneck):
+        with walk.replaced(small_resnet, Bottleneck=ReferenceBottleneck):
             net = small_resnet()
         try:
-            shape = _shape(_run(net, challenge["input"]))
+            shape = walk.shape_of(walk.run(net, challenge["input"]))
         except Exception:
             return {"runs": False}
         return {"runs": True, "shape": shape, "counts": list(walk.parameter_counts(net))}
@@ -1027,13 +993,13 @@ class PreactSelfCheck(_Part):
             pass  # the observation below records it
         seed, shapes, outputs = challenge["seed"], [], []
         for c, s, p, x_shape in challenge["shapes"]:
-            shapes.append(_shape(_run(_build(PreActBottleneck, c, s, p, self.cls), x_shape)))
+            shapes.append(walk.shape_of(walk.run(_build(PreActBottleneck, c, s, p, self.cls), x_shape)))
         for c, proj, c_in, side in challenge["cases"]:
             blk = _build(PreActBottleneck, c, 1, proj, self.cls)
             x = canonical(seed, "input", (2, c_in, side, side))
-            _run(blk, x.shape)
+            walk.run(blk, x.shape)
             walk.set_canonical(blk, seed)
-            outputs.append({"output": _forward(blk, x).asnumpy().tolist(), "layers": _block_info(blk)})
+            outputs.append({"output": walk.forward(blk, x).asnumpy().tolist(), "layers": _block_info(blk)})
         return {"attempted": True, "shapes": shapes, "outputs": outputs}
 
     def decide(self, challenge, got):

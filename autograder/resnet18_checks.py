@@ -16,7 +16,6 @@ import inspect
 import io
 import re
 
-import numpy as onp
 from mxnet import autograd, gluon, np as mnp
 
 from . import gluon_walk as walk
@@ -28,38 +27,6 @@ STAGE_CHANNELS = (64, 128, 256, 512)
 
 
 # ------------------------------------------------------------ observer side
-
-def _forward(block, x):
-    with autograd.predict_mode():
-        return block(mnp.array(x, dtype="float32"))
-
-
-def _run(block, shape, seed=0):
-    """Initialise ``block`` and push a batch of ``shape`` through it."""
-    block.initialize(force_reinit=True)
-    return _forward(block, canonical(seed, "input", shape))
-
-
-def _shape(value):
-    return [int(n) for n in value.shape]
-
-
-@contextlib.contextmanager
-def _replaced(function, **stand_ins):
-    """Temporarily rebind names in the namespace ``function`` looks its globals up in."""
-    space = getattr(function, "__globals__", None)
-    if not isinstance(space, dict):
-        yield
-        return
-    saved = {name: space[name] for name in stand_ins if name in space}
-    space.update(stand_ins)
-    try:
-        yield
-    finally:
-        for name in stand_ins:
-            space.pop(name, None)
-        space.update(saved)
-
 
 def _layer_settings(block):
     return {"convs": [{"kernel": list(walk.kernel(c)), "stride": list(walk.stride(c)),
@@ -203,7 +170,7 @@ class ResidualShapes(Part):
         return {"cases": cases}
 
     def observe(self, Residual, challenge):
-        return {"shapes": [_shape(_run(_build_residual(Residual, c, p, s), x_shape))
+        return {"shapes": [walk.shape_of(walk.run(_build_residual(Residual, c, p, s), x_shape))
                            for c, p, s, x_shape in challenge["cases"]]}
 
     def judge(self, challenge, observation):
@@ -233,7 +200,7 @@ class ResidualStructure(Part):
         settings = []
         for c, p, s, c_in in challenge["cases"]:
             blk = _build_residual(Residual, c, p, s)
-            _run(blk, (1, c_in, 8, 8))
+            walk.run(blk, (1, c_in, 8, 8))
             settings.append(_layer_settings(blk))
         return {"settings": settings}
 
@@ -281,9 +248,9 @@ class ResidualBehaviour(Part):
         for c, p, s, c_in, side in challenge["cases"]:
             blk = _build_residual(Residual, c, p, s)
             x = canonical(seed, "input", (2, c_in, side, side))
-            _run(blk, x.shape)
+            walk.run(blk, x.shape)
             walk.set_canonical(blk, seed)
-            outputs.append({"output": _forward(blk, x).asnumpy().tolist(), "biases": walk.has_biases(blk)})
+            outputs.append({"output": walk.forward(blk, x).asnumpy().tolist(), "biases": walk.has_biases(blk)})
         return {"outputs": outputs}
 
     def judge(self, challenge, observation):
@@ -305,7 +272,7 @@ class StemShapes(Part):
         return {"sides": sides}
 
     def observe(self, make_stem, challenge):
-        return {"shapes": [_shape(_run(make_stem(), (2, 1, side, side))) for side in challenge["sides"]]}
+        return {"shapes": [walk.shape_of(walk.run(make_stem(), (2, 1, side, side))) for side in challenge["sides"]]}
 
     def judge(self, challenge, observation):
         for side, got in zip(challenge["sides"], observation["shapes"], strict=True):
@@ -319,7 +286,7 @@ class StemStructure(Part):
 
     def observe(self, make_stem, challenge):
         stem = make_stem()
-        _run(stem, (1, 1, 32, 32))
+        walk.run(stem, (1, 1, 32, 32))
         return _layer_settings(stem)
 
     def judge(self, challenge, found):
@@ -346,9 +313,9 @@ class StemBehaviour(Part):
     def observe(self, make_stem, challenge):
         stem = make_stem()
         x = canonical(challenge["seed"], "input", (2, 1, challenge["side"], challenge["side"]))
-        _run(stem, x.shape)
+        walk.run(stem, x.shape)
         walk.set_canonical(stem, challenge["seed"])
-        return {"output": _forward(stem, x).asnumpy().tolist(), "biases": walk.has_biases(stem)}
+        return {"output": walk.forward(stem, x).asnumpy().tolist(), "biases": walk.has_biases(stem)}
 
     def judge(self, challenge, observation):
         seed, side = challenge["seed"], challenge["side"]
@@ -385,10 +352,10 @@ class ResnetBlockUnits(Part):
         found = []
         for channels, count, first in challenge["cases"]:
             spy = _unit_spy()
-            with _replaced(resnet_block, Residual=spy):
+            with walk.replaced(resnet_block, Residual=spy):
                 blk = resnet_block(channels, count, first_block=first)
             found.append({"calls": spy.calls, "children": len(walk.children(blk)),
-                          "shape": _shape(_run(blk, (2, max(1, channels // 2), 8, 8)))})
+                          "shape": walk.shape_of(walk.run(blk, (2, max(1, channels // 2), 8, 8)))})
         return {"found": found}
 
     def judge(self, challenge, observation):
@@ -425,7 +392,7 @@ class ResnetBlockDemo(ResnetBlockUnits):
 
 def _spied_resnet18(resnet18, *args):
     stage, calls = _stage_spy()
-    with _replaced(resnet18, resnet_block=stage, make_stem=_stem_spy, Residual=_unit_spy()):
+    with walk.replaced(resnet18, resnet_block=stage, make_stem=_stem_spy, Residual=_unit_spy()):
         net = resnet18(*args)
     return net, calls
 
@@ -436,7 +403,7 @@ class Resnet18Demo(Part):
 
     def observe(self, resnet18, challenge):
         net, _ = _spied_resnet18(resnet18)
-        return {"shape": _shape(_run(net, (1, 1, 224, 224)))}
+        return {"shape": walk.shape_of(walk.run(net, (1, 1, 224, 224)))}
 
     def judge(self, challenge, observation):
         expect(observation["shape"] == [1, 10],
@@ -453,7 +420,7 @@ class Resnet18Assembly(Part):
 
     def observe(self, resnet18, challenge):
         net, calls = _spied_resnet18(resnet18)
-        shapes = [_shape(_run(net, (2, 1, side, side))) for side in challenge["sides"]]
+        shapes = [walk.shape_of(walk.run(net, (2, 1, side, side))) for side in challenge["sides"]]
         leaves = walk.leaves(net)
         return {"calls": calls, "shapes": shapes,
                 "tail": [type(b).__name__ for b in leaves[-2:]],
@@ -488,7 +455,7 @@ class Resnet18NumClasses(Part):
         except TypeError:
             fail("resnet18 should accept num_classes (default 10).")
         net, _ = _spied_resnet18(resnet18, challenge["num_classes"])
-        return {"shape": _shape(_run(net, (3, 1, 64, 64)))}
+        return {"shape": walk.shape_of(walk.run(net, (3, 1, 64, 64)))}
 
     def judge(self, challenge, observation):
         k = challenge["num_classes"]
@@ -603,7 +570,7 @@ class ParameterCounts(Part):
         results = []
         for spec, frozen in zip(challenge["specs"], challenge["frozen"]):
             net = _build_spec(spec)
-            _run(net, spec["input"])
+            walk.run(net, spec["input"])
             for i in frozen:
                 walk.children(net)[i].collect_params().setattr("grad_req", "null")
             got = parameter_counts(net)
@@ -635,16 +602,16 @@ class Resnet18Complete(Part):
     def observe(self, resnet18, challenge):
         net = resnet18()
         x = canonical(challenge["seed"], "input", (1, 1, 32, 32))
-        _run(net, x.shape)
+        walk.run(net, x.shape)
         walk.set_canonical(net, challenge["seed"])
-        output = _forward(net, x).asnumpy().tolist()
+        output = walk.forward(net, x).asnumpy().tolist()
         shapes = []
         for side in challenge["sides"]:  # shapes do not depend on the weights: no re-initialising
             y, found = mnp.zeros((1, 1, side, side)), []
             with autograd.predict_mode():
                 for layer in walk.children(net):
                     y = layer(y)
-                    found.append(_shape(y))
+                    found.append(walk.shape_of(y))
             shapes.append(found)
         return {"shapes": shapes, "counts": list(walk.parameter_counts(net)), "biases": walk.has_biases(net),
                 "output": output}

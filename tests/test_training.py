@@ -5,7 +5,6 @@ grading or the self-study build. Here the skipped cells are switched on,
 the hyperparameters cut to one short epoch, and RESNET_DATA_DIR points at a
 few generated images in the real file formats.
 """
-import os
 
 import nbformat
 import pytest
