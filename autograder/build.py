@@ -20,6 +20,7 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+from nbconvert.preprocessors.coalescestreams import CoalesceStreamsPreprocessor
 
 from . import boilerplate, course, selfcheck
 from .nbgrader_cli import nbgrader
@@ -75,6 +76,8 @@ def execute(nb, cwd):
     """Run every cell not tagged skip-execution, as a reader would see it."""
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(cwd)}},
                    skip_cells_with_tag="skip-execution", record_timing=False).execute()
+    # One output per stream, however the kernel happened to flush it: rebuilds give the same file.
+    CoalesceStreamsPreprocessor().preprocess(nb, {})
     return nb
 
 
