@@ -2,7 +2,7 @@
 
 * ``release/<a>/<a>.ipynb``: the student version, made by nbgrader itself.
 * ``notebooks/<a>.ipynb``: the self-study version: solutions kept, nbgrader
-  markers, metadata and hidden tests removed, every cell executed except the
+  markers, metadata, hidden tests and cells tagged ``assignment-only`` removed, every cell executed except the
   ones tagged ``skip-execution`` (they need the real data set).
 * ``autograder/gradable_cells/<a>.json``: what the notebooks' self-check
   compares a student's notebook with.
@@ -58,6 +58,8 @@ def self_study(source_nb):
     nb = nbformat.read(source_nb, as_version=4)
     cells = []
     for cell in nb.cells:
+        if "assignment-only" in cell.metadata.get("tags", []):
+            continue  # how to fill in and submit: nothing for a reader
         grading = cell.metadata.pop("nbgrader", {})
         text = cell.source
         if cell.cell_type == "code":
