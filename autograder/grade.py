@@ -189,19 +189,23 @@ def _write_reports(work, assignment, items, scores, verdicts):
         for p in maxima:
             full = sum(float(r[f"{p} /{maxima[p]:g}"]) == maxima[p] for r in graded)
             writer.writerow([p, maxima[p], full, len(graded), f"{full / len(graded):.2f}" if graded else ""])
-    _histogram(work / "summary.png", assignment, [float(r["score"]) for r in rows], total_max)
+    _histogram(work / "summary.png", assignment, [float(r["score"]) for r in graded], total_max,
+               not_graded=len(rows) - len(graded))
     return rows
 
 
-def _histogram(path, assignment, totals, total_max):
+def _histogram(path, assignment, totals, total_max, not_graded):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.hist(totals, bins=[i * total_max / 10 for i in range(11)], edgecolor="black")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(f"score (out of {total_max:g})")
     ax.set_ylabel("submissions")
-    ax.set_title(f"{assignment}: {len(totals)} submissions")
+    title = f"{assignment}: {len(totals)} graded submissions"
+    ax.set_title(title + (f" ({not_graded} not gradable)" if not_graded else ""))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
