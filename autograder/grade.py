@@ -137,6 +137,7 @@ def _run_all(pool, recorder, items, assignment, limits, jobs, progress, course_d
                 bar.update()
     if bar:
         bar.close()
+        print("recording the verdicts and writing feedback with nbgrader ...", file=sys.stderr)
     recorder.round()
     recorder.wait()
     return results
