@@ -37,9 +37,9 @@ import pytest
 from nbclient import NotebookClient
 
 from autograder import boilerplate, colab, compat, course, data, samples, selfcheck
+from tiny_training import with_tiny_training
 
 ROOT = course.ROOT
-TINY = "num_epochs, batch_size = 1, 16"
 # The package the setup cell installs, and the release notebooks to run: the
 # checkout itself unless overridden (to try an uncommitted build elsewhere).
 PACKAGE = Path(os.environ.get("COLAB_LIKE_PACKAGE", ROOT))
@@ -561,15 +561,7 @@ def runnable_release(assignment):
     """The release notebook with the reference answers, its training switched on and cut to one tiny epoch."""
     nb = nbformat.read(RELEASE / assignment / f"{assignment}.ipynb", as_version=4)
     nb = samples.fill(nb, samples.read_answers(ROOT / "samples" / assignment / "correct_reference.py"))
-    cells = []
-    for cell in nb.cells:
-        tags = cell.metadata.get("tags", [])
-        cell.metadata["tags"] = [t for t in tags if t != "skip-execution"]
-        cells.append(cell)
-        if "hyperparameters" in tags:
-            cells.append(nbformat.v4.new_code_cell(TINY))
-    nb.cells = cells
-    return nb
+    return with_tiny_training(nb)
 
 
 def _printed(cell, name="stdout"):

@@ -6,26 +6,14 @@ the hyperparameters cut to one short epoch, and RESNET_DATA_DIR points at a
 few generated images in the real file formats.
 """
 
-import nbformat
 import pytest
 from nbclient import NotebookClient
 
 from autograder import build, course, data
-
-TINY = "num_epochs, batch_size = 1, 16"
-
+from tiny_training import TINY, with_tiny_training
 
 def runnable_with_tiny_training(assignment):
-    nb = build.self_study(course.source_notebook(assignment))
-    cells = []
-    for cell in nb.cells:
-        tags = cell.metadata.get("tags", [])
-        cell.metadata["tags"] = [t for t in tags if t != "skip-execution"]
-        cells.append(cell)
-        if "hyperparameters" in tags:
-            cells.append(nbformat.v4.new_code_cell(TINY))
-    nb.cells = cells
-    return nb
+    return with_tiny_training(build.self_study(course.source_notebook(assignment)))
 
 
 @pytest.mark.parametrize("assignment", course.assignments())
