@@ -12,12 +12,24 @@ from pathlib import Path
 import nbformat
 
 SECTION = re.compile(r"^# %% (\S+)[ \t]*$", re.M)
+BASED_ON = re.compile(r"\A# based on: (\S+)[ \t]*$", re.M)
 
 
 def read_answers(path):
-    """{grade_id: code} from a sample file."""
-    parts = SECTION.split(Path(path).read_text())
-    return {grade_id: code.strip("\n") + "\n" for grade_id, code in zip(parts[1::2], parts[2::2])}
+    """{grade_id: code} from a sample file.
+
+    A file that starts with ``# based on: <other sample>`` (a path relative to
+    the file, without ``.py``) takes that sample's answers and replaces only
+    the sections it gives, so a typical mistake is written as the cells that
+    differ from a correct answer.
+    """
+    path = Path(path)
+    text = path.read_text()
+    base = BASED_ON.match(text)
+    answers = read_answers(path.parent / f"{base.group(1)}.py") if base else {}
+    parts = SECTION.split(text)
+    answers.update({grade_id: code.strip("\n") + "\n" for grade_id, code in zip(parts[1::2], parts[2::2])})
+    return answers
 
 
 def fill(release_nb, answers):
