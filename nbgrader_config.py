@@ -7,7 +7,7 @@ the course's own commands (``python -m autograder ...``) use this file too.
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import ClearHiddenTests, GetGrades
 
-from autograder.feedback import ShortTracebacks
+from autograder.grade.feedback import ShortTracebacks
 
 c = get_config()  # noqa: F821 (provided by nbgrader)
 
@@ -32,7 +32,7 @@ import os  # noqa: E402
 if os.environ.get("RESNET_VERDICTS"):
     from nbgrader.preprocessors import AssignLatePenalties, SaveAutoGrades
 
-    from autograder.verdicts import ApplyVerdicts
+    from autograder.grade.verdicts import ApplyVerdicts
 
     # (nbgrader's sanitize step has already checked the cell metadata.)
     c.Autograde.autograde_preprocessors = [ApplyVerdicts, SaveAutoGrades, AssignLatePenalties]

@@ -31,12 +31,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     if args.command == "build":
-        from .build import build as run_build
+        from .assign.build import build as run_build
         run_build(run=not args.no_execute)
     elif args.command == "grade":
         from . import course
-        from .grade import grade as run_grade
-        from .sandbox.pool import Limits
+        from .grade.batch import grade as run_grade
+        from .grade.sandbox.pool import Limits
         rows = run_grade(args.assignment, args.inputs, course_dir=args.course_dir or course.ROOT,
                          roster=args.roster, jobs=args.jobs, force=args.force,
                          limits=Limits(wall_seconds=args.timeout, cpu_seconds=args.cpu,
@@ -46,7 +46,7 @@ def main(argv=None):
         print(f"{len(rows)} files: {graded} graded, {len(rows) - graded} not gradable. "
               f"See grading/{args.assignment}/grades.csv, summary.png, pass_rates.csv and feedback/.")
     elif args.command == "demo":
-        from .demo import run_demo
+        from .assign.demo import run_demo
         run_demo(args.out)
     return 0
 

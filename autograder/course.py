@@ -11,7 +11,7 @@ SAMPLES = ROOT / "samples"
 ASSIGNMENTS = ["resnet18", "bottleneck"]
 
 # The module whose parts the test cells of each assignment call (as `check`).
-CHECK_MODULES = {"resnet18": "autograder.resnet18_checks", "bottleneck": "autograder.bottleneck_checks"}
+CHECK_MODULES = {"resnet18": "autograder.student.checks.resnet18", "bottleneck": "autograder.student.checks.bottleneck"}
 
 
 def assignments():

@@ -28,10 +28,10 @@ import nbformat
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from autograder import course  # noqa: E402
-from autograder.demo import prepare_course  # noqa: E402
-from autograder.grade import grade  # noqa: E402
-from autograder.nbgrader_cli import nbgrader  # noqa: E402
-from autograder.samples import fill, read_answers, samples  # noqa: E402
+from autograder.assign.demo import prepare_course  # noqa: E402
+from autograder.grade.batch import grade  # noqa: E402
+from autograder.grade.nbgrader_cli import nbgrader  # noqa: E402
+from autograder.assign.samples import fill, read_answers, samples  # noqa: E402
 
 
 def make_submissions(count):

@@ -9,5 +9,5 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 @pytest.fixture(scope="session")
 def graded_samples(tmp_path_factory):
     """(course_dir, {assignment: {student: {part: score}}}) from grading samples/ with nbgrader."""
-    from autograder.demo import grade_samples
+    from autograder.assign.demo import grade_samples
     return grade_samples(tmp_path_factory.mktemp("course") / "course")

@@ -18,10 +18,10 @@ import nbformat
 import pytest
 
 from autograder import course
-from autograder.demo import prepare_course
-from autograder.grade import grade
-from autograder.samples import fill, read_answers, samples
-from autograder.sandbox.pool import Limits, bwrap_available
+from autograder.assign.demo import prepare_course
+from autograder.grade.batch import grade
+from autograder.assign.samples import fill, read_answers, samples
+from autograder.grade.sandbox.pool import Limits, bwrap_available
 
 ATTACKS = course.ROOT / "tests" / "fixtures" / "attacks" / "resnet18"
 FULL = {"residual": 35, "stem": 10, "resnet_block": 15, "resnet18": 15, "print_layer_shapes": 5,

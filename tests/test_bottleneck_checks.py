@@ -32,10 +32,10 @@ sys.path.insert(0, str(ROOT))
 
 import nbformat  # noqa: E402
 
-from autograder import bottleneck_checks as checks  # noqa: E402
-from autograder.checking import CheckFailed, quiet_stderr  # noqa: E402
-from autograder.parts import judge_safely  # noqa: E402
-from autograder.samples import read_answers  # noqa: E402
+from autograder.student.checks import bottleneck as checks  # noqa: E402
+from autograder.student.checking import CheckFailed, quiet_stderr  # noqa: E402
+from autograder.student.parts import judge_safely  # noqa: E402
+from autograder.assign.samples import read_answers  # noqa: E402
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 

@@ -3,8 +3,9 @@ import nbformat
 import pytest
 from nbgrader.validator import Validator
 
-from autograder import build, course
-from autograder.nbgrader_cli import nbgrader
+from autograder import course
+from autograder.assign import build
+from autograder.grade.nbgrader_cli import nbgrader
 
 
 def _code_and_text(nb):

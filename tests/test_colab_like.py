@@ -36,7 +36,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from autograder import boilerplate, colab, compat, course, data, samples, selfcheck
+from autograder import course
+from autograder.assign import boilerplate, samples
+from autograder.student import colab, compat, data, selfcheck
 from tiny_training import with_tiny_training
 
 ROOT = course.ROOT
@@ -153,7 +155,7 @@ def resolves(chain):
 chains = json.loads(sys.stdin.read())
 missing = [c for c in chains if not resolves(c)]
 sys.path.insert(0, sys.argv[1])
-from autograder import compat
+from autograder.student import compat
 added = compat.install()
 still = [c for c in missing if not resolves(c)]
 print(json.dumps({"numpy": numpy.__version__, "missing": missing, "still": still, "added": added}))
@@ -198,7 +200,7 @@ def test_compat_changes_nothing_on_the_pinned_stack():
 
 def test_compat_distutils_stand_in_where_python_312_has_none(colab_python):
     # Hide setuptools' distutils, as in a Python 3.12 without setuptools.
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); from autograder import compat\n"
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from autograder.student import compat\n"
             "added = compat.install()\n"
             "from distutils.version import LooseVersion, StrictVersion\n"
             "assert LooseVersion('2.0.2') >= LooseVersion('1.17') > LooseVersion('1.9.1')\n"
@@ -233,7 +235,7 @@ def test_boilerplate_is_idempotent_and_locked(tmp_path):
     assert "notebooks/resnet18.ipynb" in study.cells[0].source
     assert all("nbgrader" not in c.metadata and c.metadata["editable"] is False for c in study.cells[:2])
     # As the build makes it: self_study() strips nbgrader metadata, then the self-study variant is applied.
-    from autograder import build
+    from autograder.assign import build
     with_release_cells = tmp_path / "resnet18.ipynb"
     nbformat.write(twice, with_release_cells)
     derived = boilerplate.apply(build.self_study(with_release_cells), "resnet18", variant="self-study")
@@ -275,7 +277,7 @@ def release_with_boilerplate(tmp_path_factory):
             path = work / "source" / assignment / f"{assignment}.ipynb"
             source = boilerplate.apply(nbformat.read(path, as_version=4), assignment)
             nbformat.write(source, path)
-            from autograder.nbgrader_cli import nbgrader
+            from autograder.grade.nbgrader_cli import nbgrader
             nbgrader(work, "generate_assignment", assignment, "--force", "--no-db")
             nb = nbformat.read(work / "release" / assignment / f"{assignment}.ipynb", as_version=4)
         result[assignment] = (nb, selfcheck.gradable_cells(nb))
@@ -369,7 +371,7 @@ def test_selfcheck_report_on_a_file(release_with_boilerplate, tmp_path, capsys, 
 
 def test_committed_gradable_cells_match_the_release():
     for assignment in course.assignments():
-        shipped = PACKAGE / "autograder" / "gradable_cells" / f"{assignment}.json"
+        shipped = PACKAGE / "autograder" / "student" / "gradable_cells" / f"{assignment}.json"
         assert shipped.exists(), f"{shipped} is missing: run `python -m autograder build`"
         release = nbformat.read(RELEASE / assignment / f"{assignment}.ipynb", as_version=4)
         assert json.loads(shipped.read_text())["cells"] == selfcheck.gradable_cells(release), \
@@ -484,7 +486,7 @@ def test_failed_install_stops_with_one_sentence(fake_setup, monkeypatch):
 
 GPU_LIBS_CHECK = r"""
 import ctypes, os, subprocess, sys
-from autograder import colab, compat
+from autograder.student import colab, compat
 folder, mxnet_target, stub = sys.argv[1:4]
 colab.install_cuda11_libraries(folder)
 loaded = colab.preload(folder)

@@ -19,7 +19,7 @@ from mxnet import np as mnp  # noqa: E402
 from mxnet.gluon import nn  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from autograder import data  # noqa: E402
+from autograder.student import data  # noqa: E402
 
 
 @pytest.fixture(params=[True, False], ids=['np-mode', 'legacy-mode'])

@@ -7,8 +7,8 @@ import re
 import pytest
 
 from autograder import course
-from autograder.demo import grade_samples, max_scores
-from autograder.samples import samples
+from autograder.assign.demo import grade_samples, max_scores
+from autograder.assign.samples import samples
 
 GRADED = [a for a in course.assignments() if samples(a, course.SAMPLES)]
 

@@ -20,11 +20,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from autograder import course  # noqa: E402
-from autograder.intake import Unusable, collect, intake, load_submission  # noqa: E402
-from autograder.intake import restore  # noqa: E402
-from autograder.samples import fill, read_answers  # noqa: E402
+from autograder.grade.intake import Unusable, collect, intake, load_submission  # noqa: E402
+from autograder.grade.intake import restore  # noqa: E402
+from autograder.assign.samples import fill, read_answers  # noqa: E402
 
-collect_mod = sys.modules["autograder.intake.collect"]  # the module; the package exports the function
+collect_mod = sys.modules["autograder.grade.intake.collect"]  # the module; the package exports the function
 ASSIGNMENT = "resnet18"
 RELEASE = nbformat.read(course.RELEASE / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
 SOURCES = {a: nbformat.read(course.source_notebook(a), as_version=4) for a in course.assignments()}
@@ -440,7 +440,7 @@ def test_restored_notebooks_grade_with_real_nbgrader(tmp_path):
     """Stripped correct -> 100, stripped blank -> 0, messy correct -> 100, by nbgrader autograde."""
     from nbgrader.api import Gradebook
 
-    from autograder.nbgrader_cli import nbgrader
+    from autograder.grade.nbgrader_cli import nbgrader
 
     course_dir = tmp_path / "course"
     (course_dir / "source").mkdir(parents=True)

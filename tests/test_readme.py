@@ -2,7 +2,7 @@
 import re
 
 from autograder import course
-from autograder.demo import max_scores
+from autograder.assign.demo import max_scores
 
 README = (course.ROOT / "README.md").read_text()
 

@@ -6,10 +6,10 @@ the right message, on code that is wrong in one specific way.
 """
 import pytest
 
-from autograder import resnet18_checks as checks
-from autograder.checking import CheckFailed
+from autograder.student.checks import resnet18 as checks
+from autograder.student.checking import CheckFailed
 from autograder.course import SAMPLES
-from autograder.samples import read_answers
+from autograder.assign.samples import read_answers
 
 PRELUDE = "from mxnet import autograd, gluon, np, npx\nfrom mxnet.gluon import nn\nnpx.set_np()\n"
 
@@ -177,7 +177,7 @@ def test_secret_challenges_pass_correct_code_and_replays_fail():
     """The batch grader draws fresh challenges; correct code passes every one of them, and an
     observation recorded for one challenge does not pass another (no replaying answers)."""
     import numpy as onp
-    from autograder.parts import judge_safely, observe_safely
+    from autograder.student.parts import judge_safely, observe_safely
     space = namespace("correct_styled")
     replay_caught = set()
     for seed in range(4):
@@ -194,7 +194,7 @@ def test_secret_challenges_pass_correct_code_and_replays_fail():
 
 
 def test_judges_survive_malformed_observations():
-    from autograder.parts import judge_safely
+    from autograder.student.parts import judge_safely
     for part in checks.PARTS.values():
         challenge = part.challenge(None)
         for forged in [None, {}, {"shapes": "x"}, {"outputs": [{"output": "nan"}]}, {"error": "X"}, [1, 2]]:

@@ -9,7 +9,9 @@ few generated images in the real file formats.
 import pytest
 from nbclient import NotebookClient
 
-from autograder import build, course, data
+from autograder import course
+from autograder.assign import build
+from autograder.student import data
 from tiny_training import TINY, with_tiny_training
 
 def runnable_with_tiny_training(assignment):

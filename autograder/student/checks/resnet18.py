@@ -18,9 +18,9 @@ import re
 
 from mxnet import autograd, gluon, np as mnp
 
-from . import gluon_walk as walk
-from . import numpy_ops as ref
-from .parts import Part, canonical, close, expect, fail, secret_seed
+from .. import gluon_walk as walk
+from .. import numpy_ops as ref
+from ..parts import Part, canonical, close, expect, fail, secret_seed
 
 RESNET18_COUNTS = [11_186_186, 11_178_378, 7_808]
 STAGE_CHANNELS = (64, 128, 256, 512)

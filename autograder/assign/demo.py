@@ -14,8 +14,8 @@ from pathlib import Path
 import nbformat
 from nbgrader.api import Gradebook
 
-from . import course
-from .nbgrader_cli import nbgrader
+from .. import course
+from ..grade.nbgrader_cli import nbgrader
 from .samples import fill, read_answers, samples
 
 

@@ -14,8 +14,9 @@ from dataclasses import asdict
 import nbformat
 import numpy as onp
 
-from . import boilerplate, course
-from .parts import judge_safely
+from .. import course
+from ..assign import boilerplate
+from ..student.parts import judge_safely
 
 
 def _nbgrader(cell):

@@ -1,4 +1,4 @@
-"""The warm worker that runs inside the sandbox (``python -m autograder.sandbox.worker``).
+"""The warm worker that runs inside the sandbox (``python -m autograder.grade.sandbox.worker``).
 
 It imports MXNet, d2l, IPython and the course's checks once (about 2 s), then
 serves jobs: for each submission it forks a child, which executes the
@@ -50,7 +50,7 @@ def _warm_up():
     from mxnet import np, npx  # noqa: F401
     from d2l import mxnet as d2l  # noqa: F401
     from IPython.core.interactiveshell import InteractiveShell  # noqa: F401
-    from .. import course
+    from ... import course
     import importlib
     for module in course.CHECK_MODULES.values():
         importlib.import_module(module)
@@ -64,7 +64,7 @@ def _execute(job, out):
     import importlib
     import io
     from IPython.core.interactiveshell import InteractiveShell
-    from ..parts import observe_safely
+    from ...student.parts import observe_safely
 
     checks = importlib.import_module(job["checks_module"])
     # Bind each part's observer before any student code runs; what the code patches later

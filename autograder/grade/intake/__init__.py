@@ -40,7 +40,7 @@ def intake(inputs, assignment, workdir, roster=None, course_dir=None):
 
     ``course_dir`` defaults to this repository (``release/`` and ``source/``).
     """
-    from .. import course
+    from ... import course
     root = Path(course_dir) if course_dir else course.ROOT
     release = nbformat.read(root / "release" / assignment / f"{assignment}.ipynb", as_version=4)
     sources = {a: nbformat.read(root / "source" / a / f"{a}.ipynb", as_version=4)

@@ -109,7 +109,7 @@ def load_expected(assignment, folder=None):
     if folder is None:
         try:
             from importlib import resources
-            text = (resources.files("autograder") / "gradable_cells" / f"{assignment}.json").read_text()
+            text = (resources.files("autograder.student") / "gradable_cells" / f"{assignment}.json").read_text()
             return json.loads(text)["cells"]
         except (FileNotFoundError, ModuleNotFoundError, OSError):
             folder = GRADABLE_CELLS
@@ -278,6 +278,19 @@ def find_notebook(assignment, path=None):
 
 # --- the self-check cell ------------------------------------------------------------------------------
 
+COLAB_LINK = re.compile(r"\(\s*(https://colab\.research\.google\.com/github/[^)\s]+)\s*\)")
+
+
+def colab_link(nb):
+    """The notebook's own *Open in Colab* link (its badge cell), where a fresh copy opens; or None."""
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") == "markdown":
+            found = COLAB_LINK.search(_text(cell.get("source")))
+            if found:
+                return found.group(1)
+    return None
+
+
 def report(assignment, nb, where, expected):
     """The self-check's text, and whether the notebook is gradable."""
     problems, notes = compare(nb, expected)
@@ -287,11 +300,7 @@ def report(assignment, nb, where, expected):
         lines.append(f"Self-check of {where}: {len(problems)} problem(s) to fix before you submit, "
                      "or nbgrader cannot grade this notebook properly:")
         lines += [f"  {n}. {text}" for n, text in enumerate(problems, 1)]
-        try:
-            from .boilerplate import colab_url
-            fresh = colab_url(assignment)
-        except Exception:
-            fresh = None
+        fresh = colab_link(nb)
         lines.append("A fresh copy: " + (f"open {fresh} (File > Save a copy in Drive), " if fresh else "")
                      + f"or download release/{assignment}/{assignment}.ipynb again. Copy your answers into "
                      "its answer cells one by one (paste into the existing cells; do not create new "

@@ -31,8 +31,9 @@ from pathlib import Path
 import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 
-from . import course, trusted
-from .demo import max_scores, parts_of
+from .. import course
+from . import trusted
+from ..assign.demo import max_scores, parts_of
 from .intake import intake
 from .nbgrader_cli import nbgrader
 from .sandbox.pool import Limits, Pool, bwrap_available
@@ -63,13 +64,13 @@ def _ensure_assignment(course_dir, assignment):
 
 
 class _Recorder:
-    """nbgrader in a separate process (autograder.record), started first so that its imports
+    """nbgrader in a separate process (autograder.grade.record), started first so that its imports
     overlap the sandbox's warm-up; it records finished verdicts while the sandbox works on."""
 
     def __init__(self, course_dir, assignment, verdict_dir):
         env = {**os.environ, "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "autograder.record", str(course_dir), assignment, str(verdict_dir)],
+            [sys.executable, "-m", "autograder.grade.record", str(course_dir), assignment, str(verdict_dir)],
             cwd=course_dir, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL, text=True)
         self.busy = False

@@ -1,6 +1,6 @@
 """The grader's side of the sandbox: a pool of warm workers, one per core.
 
-Each worker runs ``autograder.sandbox.worker`` inside bubblewrap
+Each worker runs ``autograder.grade.sandbox.worker`` inside bubblewrap
 (``bwrap``), which gives it
 
 * no network (a new, empty network namespace);
@@ -95,7 +95,7 @@ class Worker:
         self.process = None
 
     def start(self):
-        python = [sys.executable, "-m", "autograder.sandbox.worker"]
+        python = [sys.executable, "-m", "autograder.grade.sandbox.worker"]
         env = None
         if self.sandbox:
             command = _bwrap_command(self.tmp) + python

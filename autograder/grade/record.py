@@ -1,4 +1,4 @@
-"""Record verdicts with nbgrader: ``python -m autograder.record COURSE_DIR ASSIGNMENT VERDICT_DIR``.
+"""Record verdicts with nbgrader: ``python -m autograder.grade.record COURSE_DIR ASSIGNMENT VERDICT_DIR``.
 
 Each line read on stdin asks for one round: nbgrader's own Autograde
 converter (with ApplyVerdicts in place of its executor, see

@@ -7,11 +7,11 @@ again refreshes them instead of adding copies):
    notebook and one sentence on the setup cell;
 2. ``colab-setup``: the setup cell right after it. On Colab (or with
    ``RESNET_COURSE_SETUP`` set) it installs this package from the repository
-   and calls :func:`autograder.colab.setup`; anywhere else it does nothing and
+   and calls :func:`autograder.student.colab.setup`; anywhere else it does nothing and
    prints nothing. It is plain Python (no ``!pip``) and cannot import the
    package before installing it, hence the few lines of bootstrap;
 3. ``submit-text`` and ``self-check``, the last two cells of the release
-   version: how to submit, and :func:`autograder.selfcheck.check_notebook`,
+   version: how to submit, and :func:`autograder.student.selfcheck.check_notebook`,
    which says whether the notebook is still gradable.
 
 In the release variant they carry locked nbgrader metadata (not graded, not a
@@ -80,7 +80,7 @@ if "google.colab" in sys.modules or os.environ.get("RESNET_COURSE_SETUP"):
         raise SystemExit("Setup failed: the course package could not be installed "
                          "(check the internet connection, then run this cell again).")
     importlib.invalidate_caches()
-    from autograder import colab
+    from autograder.student import colab
     colab.setup()'''
 
 
@@ -97,7 +97,7 @@ def submit_text_source(assignment):
 
 def self_check_source(assignment):
     return ("# Checks that this notebook is still gradable; change nothing here.\n"
-            "from autograder import selfcheck\n"
+            "from autograder.student import selfcheck\n"
             f'selfcheck.check_notebook("{assignment}")')
 
 

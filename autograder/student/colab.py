@@ -10,7 +10,7 @@ Colab has Python 3.12 and NumPy 2, while MXNet 1.9.1 (the last release) and
 d2l 1.0.3 were made for NumPy 1.x; d2l even pins ``numpy==1.23.5``, which has
 no Python 3.12 wheel, and downgrading NumPy breaks SciPy. So both are
 installed with ``--no-deps``, leaving Colab's NumPy alone, and
-:mod:`autograder.compat` restores the few old NumPy names and ``distutils``
+:mod:`autograder.student.compat` restores the few old NumPy names and ``distutils``
 that MXNet needs before it is imported.
 
 On a GPU runtime MXNet's CUDA 11.2 build (``mxnet-cu112``) is used. It needs
@@ -286,7 +286,7 @@ def preload(folder=None):
 # convolution (cuDNN) and a matrix product (cuBLAS) on the GPU against the CPU.
 GPU_PROBE = r"""
 import sys
-from autograder import colab, compat
+from autograder.student import colab, compat
 colab.preload(sys.argv[1])
 compat.install()
 import mxnet as mx
@@ -432,9 +432,9 @@ def library_path(folder=None):
 
 
 def main(argv=None):
-    """``python -m autograder.colab {gpu,ld-library-path}``: the GPU build on a local Linux machine."""
+    """``python -m autograder.student.colab {gpu,ld-library-path}``: the GPU build on a local Linux machine."""
     import argparse
-    parser = argparse.ArgumentParser(prog="python -m autograder.colab", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m autograder.student.colab", description=main.__doc__)
     parser.add_argument("command", choices=["gpu", "ld-library-path"],
                         help="gpu: install the CUDA 11 libraries (into RESNET_CUDA11_DIR, default "
                              "~/.cache/resnet-course/cuda11) and mxnet-cu112 into this Python, test them, and "

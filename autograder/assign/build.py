@@ -4,7 +4,7 @@
 * ``notebooks/<a>.ipynb``: the self-study version: solutions kept, nbgrader
   markers, metadata, hidden tests and cells tagged ``assignment-only`` removed, every cell executed except the
   ones tagged ``skip-execution`` (they need the real data set).
-* ``autograder/gradable_cells/<a>.json``: what the notebooks' self-check
+* ``autograder/student/gradable_cells/<a>.json``: what the notebooks' self-check
   compares a student's notebook with.
 
 The Colab badge, setup cell and self-check of every notebook are owned by
@@ -22,8 +22,10 @@ import nbformat
 from nbclient import NotebookClient
 from nbconvert.preprocessors.coalescestreams import CoalesceStreamsPreprocessor
 
-from . import boilerplate, course, selfcheck
-from .nbgrader_cli import nbgrader
+from .. import course
+from ..student import selfcheck
+from . import boilerplate
+from ..grade.nbgrader_cli import nbgrader
 
 SOLUTION_MARKER = re.compile(r"^\s*### (BEGIN|END) SOLUTION\s*$")
 HIDDEN_REGION = re.compile(r"^\s*### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS[^\n]*\n?", re.S | re.M)

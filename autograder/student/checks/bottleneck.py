@@ -21,10 +21,10 @@ import inspect
 import numpy as onp
 from mxnet import autograd, cpu, gluon, np as mnp
 
-from . import gluon_walk as walk
-from . import numpy_ops as ref
-from .checking import CheckFailed, quiet_stderr
-from .parts import Part, canonical, close, expect, fail, secret_seed
+from .. import gluon_walk as walk
+from .. import numpy_ops as ref
+from ..checking import CheckFailed, quiet_stderr
+from ..parts import Part, canonical, close, expect, fail, secret_seed
 
 EXPANSION = 4
 # (total, trainable, non-trainable) of small_resnet(10) with Gluon defaults.

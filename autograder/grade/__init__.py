@@ -1,0 +1,1 @@
+"""The instructor's grader: never published, never imported by a student notebook."""

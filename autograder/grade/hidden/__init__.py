@@ -1,0 +1,1 @@
+"""The hidden checks, one module per assignment (``hidden.<part>(obj)`` in the hidden-test cells)."""

@@ -1,0 +1,1 @@
+"""The visible checks, one module per assignment (``check.<part>(obj)`` in the notebooks)."""
