@@ -20,6 +20,7 @@ from ...student.checks.bottleneck import (
     BOTTLENECK_UNSEEN, EXPANSION, UNREADABLE, BottleneckDemoShapes, JudgedPart, biases_of, block_info,
     block_name, build_block, canonical_bn, canonical_conv, conv_info, diagnose_failed_run, easy_data,
     fixed_shape_cases, judge_history, match, raised, random_shape_cases, spied, train, try_run)
+from .counting import parameter_counts
 from ...student.parts import canonical, expect, fail, secret_seed
 
 # (total, trainable, non-trainable) of small_resnet(10) with Gluon defaults.
@@ -77,7 +78,7 @@ class BottleneckStructure(JudgedPart):
             blk = build_block(Bottleneck, c, s, proj)
             _, error = try_run(blk, (1, c_in, 8, 8))
             found.append({"error": error, "layers": block_info(blk),
-                          "counts": None if error else list(walk.parameter_counts(blk))})
+                          "counts": None if error else list(parameter_counts(blk))})
         return {"found": found}
 
     def decide(self, challenge, observation):
@@ -462,7 +463,7 @@ class SmallResnetCounts(JudgedPart):
             shape = walk.shape_of(walk.run(net, challenge["input"]))
         except Exception:
             return {"runs": False}
-        return {"runs": True, "shape": shape, "counts": list(walk.parameter_counts(net))}
+        return {"runs": True, "shape": shape, "counts": list(parameter_counts(net))}
 
     def decide(self, challenge, got):
         x_shape = tuple(challenge["input"])
