@@ -317,18 +317,18 @@ def test_selfcheck_catches_stripped_deleted_duplicated_and_foreign_cells(release
     del stripped.cells[index["resnet18"]].metadata["nbgrader"]        # an answer: matched by what it defines
     stripped.cells[index["stem_visible"]].metadata = {}              # a visible test: matched by its source
     problems, _ = _problems(stripped, expected)
-    assert len(problems) == 2  # in notebook order
-    assert "'stem_visible'" in problems[0] and "stripped" in problems[0]
-    assert "'resnet18'" in problems[1] and "stripped" in problems[1] and f"Cell {index['resnet18'] + 1} " in problems[1]
+    assert len(problems) == 1  # said once, naming both cells in notebook order
+    assert problems[0].startswith("2 graded or answer cells have lost their grading metadata")
+    assert f"cell {index['stem_visible'] + 1} ('stem_visible'), cell {index['resnet18'] + 1} ('resnet18')" \
+        in problems[0] and "do this: take a fresh copy" in problems[0]
 
     deleted = nbformat.from_dict(nb)
     deleted.cells = [c for c in deleted.cells if c.metadata["nbgrader"]["grade_id"] not in
                      ("resnet18_hidden", "code-01", "text-05")]
     problems, notes = _problems(deleted, expected)
-    assert len(problems) == 2
-    assert "graded test cell 'resnet18_hidden' (12 points)" in problems[1] and "deleted" in problems[1]
-    assert "'code-01'" in problems[0] and "deleted" in problems[0]
-    assert any("'text-05'" in n and "not graded" in n for n in notes)
+    assert len(problems) == 1
+    assert "graded test cell 'resnet18_hidden' (12 points)" in problems[0] and "missing" in problems[0]
+    assert not any("code-01" in text or "text-05" in text for text in notes)  # the grader uses the release's
 
     duplicated = nbformat.from_dict(nb)
     duplicated.cells.insert(index["stem"] + 1, nbformat.from_dict(duplicated.cells[index["stem"]]))
@@ -361,12 +361,71 @@ def test_selfcheck_report_on_a_file(release_with_boilerplate, tmp_path, capsys, 
     assert selfcheck.check_notebook("resnet18") is None  # the cell shows only the report
     out = capsys.readouterr().out
     assert selfcheck.is_gradable("resnet18", out=lambda text: None) is False
-    assert "problem(s) to fix" in out and out.count("stripped") >= 20 and "A fresh copy" in out
+    # Said once, and nothing about text cells, the setup cell or the check itself.
+    assert "1 problem(s) to fix" in out and out.count("lost its grading metadata") == 1, out
+    assert "  1. This notebook has lost its grading metadata" in out and "it happens when" in out
+    assert "do this: take a fresh copy" in out and "A fresh copy: open https://colab.research.google.com/" in out
+    assert len(out.splitlines()) == 3, out
     nbformat.write(nb, tmp_path / "resnet18.ipynb")
     assert selfcheck.is_gradable("resnet18") is True
     assert ": gradable." in capsys.readouterr().out
     monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
     assert selfcheck.is_gradable("resnet18") is True and capsys.readouterr().out == ""
+
+
+def _without_metadata(nb, keep=()):
+    """``nb`` as a metadata-stripping editor saves it: no nbgrader metadata, except on the cells in ``keep``."""
+    nb = nbformat.from_dict(nb)
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") not in keep:
+            cell.metadata.pop("nbgrader", None)
+    return nb
+
+
+def _drop(nb, *grade_ids):
+    nb = nbformat.from_dict(nb)
+    nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") not in grade_ids]
+    return nb
+
+
+def test_selfcheck_stripped_notebook_lists_only_graded_cells_really_missing(release_with_boilerplate):
+    nb, expected = release_with_boilerplate["resnet18"]
+    nb = samples.fill(nb, samples.read_answers(ROOT / "samples" / "resnet18" / "correct_reference.py"))
+    # Stripped, and then an answer, a hidden test, a text cell, the import cell and the self-check deleted.
+    damaged = _without_metadata(_drop(nb, "stem", "stem_hidden", "text-05", "code-01", "self-check"))
+    problems, notes = _problems(damaged, expected)
+    assert len(problems) == 3, problems
+    assert problems[0].startswith("This notebook has lost its grading metadata") and "do this:" in problems[0]
+    assert problems[1].startswith("Your answer cell 'stem'") and "is missing" in problems[1]
+    assert problems[2].startswith("The graded test cell 'stem_hidden' (8 points)") and "is missing" in problems[2]
+    assert notes == []
+    assert not any(word in text for text in problems for word in ("text cell", "code-01", "self-check"))
+
+
+@pytest.mark.filterwarnings("ignore:Non-unique cell id")
+def test_selfcheck_partly_stripped_notebook_with_a_duplicated_answer(release_with_boilerplate):
+    nb, expected = release_with_boilerplate["resnet18"]
+    nb = samples.fill(nb, samples.read_answers(ROOT / "samples" / "resnet18" / "correct_reference.py"))
+    index = {c.metadata["nbgrader"]["grade_id"]: i for i, c in enumerate(nb.cells)}
+    damaged = _without_metadata(nb, keep={e["grade_id"] for e in expected} - {"residual"})
+    damaged.cells.insert(index["stem"] + 1, nbformat.from_dict(damaged.cells[index["stem"]]))
+    problems, _ = _problems(damaged, expected)
+    assert len(problems) == 2, problems
+    assert problems[0].startswith(f"1 graded or answer cell has lost its grading metadata, the hidden marks by "
+                                  f"which nbgrader finds it: cell {index['residual'] + 1} ('residual')")
+    assert "'stem'" in problems[1] and "duplicated" in problems[1]
+
+
+def test_selfcheck_treats_a_deleted_and_a_stripped_text_cell_alike(release_with_boilerplate):
+    for assignment, (nb, expected) in release_with_boilerplate.items():
+        text = [e["grade_id"] for e in expected if e["cell_type"] == "markdown"]
+        locked_code = [e["grade_id"] for e in expected if e["kind"] == "locked" and e["cell_type"] == "code"]
+        intact = _problems(nb, expected)
+        for grade_id in text[:3] + locked_code[:1] + ["self-check"]:
+            deleted = _problems(_drop(nb, grade_id), expected)
+            stripped = _problems(_without_metadata(nb, keep={e["grade_id"] for e in expected} - {grade_id}),
+                                 expected)
+            assert deleted == stripped == intact, (assignment, grade_id)
 
 
 def test_committed_gradable_cells_match_the_release():
