@@ -35,6 +35,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
 from autograder import course
 from autograder.assign import boilerplate, samples
@@ -538,9 +539,19 @@ def test_gpu_path_order(fake_setup, capsys):
 
 def test_failed_install_stops_with_one_sentence(fake_setup, monkeypatch):
     monkeypatch.setattr(colab, "gpu_info", lambda: None)
-    monkeypatch.setattr(colab, "pip", _raise(colab.SetupError("pip could not install mxnet==1.9.1")))
-    with pytest.raises(SystemExit, match=r"^Setup failed: pip could not install mxnet==1.9.1 \(check the internet"):
+    cause = "there is no internet connection (pip could not download mxnet==1.9.1)"
+    monkeypatch.setattr(colab, "pip", _raise(colab.SetupError(cause)))
+    with pytest.raises(colab.SetupFailed) as failed:
         colab.setup()
+    assert failed.value._render_traceback_() == [f"Setup failed: {cause}."]  # all that IPython shows
+
+
+def test_setup_time_includes_the_package_install(fake_setup, monkeypatch, capsys):
+    monkeypatch.setattr(colab, "gpu_info", lambda: None)
+    monkeypatch.setattr(colab, "installed", {"d2l": colab.D2L_VERSION, "mxnet": colab.MXNET_VERSION}.get)
+    import time
+    colab.setup(started=time.time() - 30)  # the setup cell started 30 s ago, with pip installing the package
+    assert capsys.readouterr().out.splitlines()[-1].startswith("Setup done in 30 s: MXNet 1.9.1 (CPU)")
 
 
 GPU_LIBS_CHECK = r"""
@@ -646,6 +657,51 @@ def package_source(tmp_path_factory):
     return folder
 
 
+def runtime_env(home, package_source, path=None):
+    """A Colab-like kernel's environment: the setup cell acts and installs the package from ``package_source``.
+
+    pip keeps this machine's settings (index, cache, certificates) despite the separate HOME.
+    """
+    env = {"RESNET_COURSE_SETUP": "1", "RESNET_COURSE_PACKAGE": str(package_source), "HOME": str(home),
+           "PATH": path or clean_env()["PATH"], "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    for name in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_CONFIG_FILE", "PIP_CERT",
+                 "PIP_CACHE_DIR", "XDG_CACHE_HOME", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
+        if os.environ.get(name):
+            env[name] = os.environ[name]
+    env.setdefault("PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip"))  # share pip's cache despite HOME
+    return env
+
+
+def test_after_a_runtime_restart_the_import_cell_asks_for_the_setup_cell(colab_python, package_source, tmp_path,
+                                                                         monkeypatch):
+    """A restarted runtime keeps the installed packages but not the NumPy 2 shims: one sentence, not PZERO."""
+    release = nbformat.read(RELEASE / "resnet18" / "resnet18.ipynb", as_version=4)
+    setup = next(c.source for c in release.cells if c.get("id") == boilerplate.SETUP_ID)
+    imports = next(c.source for c in release.cells if c.get("id") == "code-01")
+    (tmp_path / "home").mkdir()
+    env = {**runtime_env(tmp_path / "home", package_source), "RESNET_COURSE_DEVICE": "cpu"}
+    monkeypatch.setenv("JUPYTER_PATH", kernel_spec(tmp_path / "jupyter", colab_python, env))
+
+    def kernel(*sources):
+        """Run the cells in a fresh kernel (what a runtime restart gives), stopping at the first error."""
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in sources])
+        try:
+            NotebookClient(nb, timeout=900, kernel_name="colab-like",
+                           resources={"metadata": {"path": str(tmp_path)}}).execute()
+        except CellExecutionError:
+            pass
+        return [[o for o in c.outputs if o.output_type == "error"] for c in nb.cells]
+
+    assert kernel(setup) == [[]]  # installs the course package, MXNet and d2l, as on Colab
+    errors, = kernel("import mxnet")  # the failure this is about, without the import cell's guard
+    assert "PZERO" in errors[0].evalue
+    errors, = kernel(imports)
+    assert [e.traceback for e in errors] == [[
+        "This Python has not run the setup cell (the runtime was restarted, or the setup did not finish): "
+        "run the setup cell again, the first code cell, then this cell."]]
+    assert kernel(setup, imports) == [[], []]
+
+
 @pytest.mark.parametrize("assignment", course.assignments())
 def test_release_notebook_runs_in_colab_like_python(colab_python, package_source, assignment, tmp_path,
                                                      monkeypatch):
@@ -668,14 +724,8 @@ def test_release_notebook_runs_in_colab_like_python(colab_python, package_source
         (tmp_path / "bin" / "nvidia-smi").write_text(f"#!/bin/sh\necho '{fake_gpu}'\n")
         (tmp_path / "bin" / "nvidia-smi").chmod(0o755)
         path = f"{tmp_path / 'bin'}{os.pathsep}{path}"
-    env = {"RESNET_COURSE_SETUP": "1", "RESNET_COURSE_PACKAGE": str(package_source), "RESNET_COURSE_DEVICE": "auto",
-           "RESNET_DATA_DIR": str(data_dir), "MPLBACKEND": "Agg", "HOME": str(tmp_path / "home"),
-           "PATH": path, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    for name in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_CONFIG_FILE", "PIP_CERT",
-                 "PIP_CACHE_DIR", "XDG_CACHE_HOME", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
-        if os.environ.get(name):
-            env[name] = os.environ[name]
-    env.setdefault("PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip"))  # share pip's cache despite HOME
+    env = {**runtime_env(tmp_path / "home", package_source, path), "RESNET_COURSE_DEVICE": "auto",
+           "RESNET_DATA_DIR": str(data_dir), "MPLBACKEND": "Agg"}
     monkeypatch.setenv("JUPYTER_PATH", kernel_spec(tmp_path / "jupyter", colab_python, env))
     monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
     workdir = tmp_path / "work"
