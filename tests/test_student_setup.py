@@ -9,11 +9,16 @@ cause and nothing else, and stop "Run all".
 """
 import functools
 import http.server
+import json
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
 import threading
+import time
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -165,3 +170,131 @@ def test_ld_library_path_prints_only_the_path(tmp_path):
     assert folders[-1] == "/before" and terminal == ""
     assert folders[:-1] == list(dict.fromkeys(str((tmp_path / "cuda11" / "nvidia" / p).parent)
                                               for p in colab.CUDA11_LIBRARIES))
+
+
+# --- setting up on your own computer ---------------------------------------------------------------------
+
+# Everything a command could leave behind in the shell that ran it: options, folder, environment, traps.
+SHELL_STATE = 'state() { set -o; shopt; echo "cwd=$PWD"; export -p; trap -p; }'
+
+
+def shell_before_and_after(command, cwd, interactive=False):
+    """Run ``command`` in a bash shell; return (state before, state after, what it printed)."""
+    script = f'{SHELL_STATE}\nstate > "$STATE_DIR/before"\n{command}\necho "status=$?"\nstate > "$STATE_DIR/after"\n'
+    env = {k: v for k, v in os.environ.items() if k not in ("MPLBACKEND", "VIRTUAL_ENV")}
+    env["STATE_DIR"] = str(cwd)
+    bash = ["bash", "--norc", "--noprofile"] + (["-i"] if interactive else [])
+    result = subprocess.run(bash + ["-c", script], cwd=cwd, env=env, capture_output=True, text=True,
+                            timeout=600, stdin=subprocess.DEVNULL)
+    assert (cwd / "after").exists(), result.stdout + result.stderr  # the shell survived
+    return (cwd / "before").read_text(), (cwd / "after").read_text(), result.stdout + result.stderr
+
+
+def course_copy(tmp_path):
+    """What scripts/make_venv.sh looks at, with a .venv that is up to date (so nothing is installed here)."""
+    from autograder import course
+    repo = tmp_path / "resnet-course"
+    (repo / "scripts").mkdir(parents=True)
+    for name in ("scripts/make_venv.sh", "requirements.txt", "pyproject.toml"):
+        shutil.copy2(course.ROOT / name, repo / name)
+    (repo / ".venv" / "bin").mkdir(parents=True)
+    (repo / ".venv" / "bin" / "python").symlink_to(sys.executable)
+    (repo / ".venv" / ".installed").touch()
+    os.utime(repo / "requirements.txt", (0, 0))
+    os.utime(repo / "pyproject.toml", (0, 0))
+    return repo
+
+
+def test_the_students_set_up_command_changes_nothing_in_their_shell(tmp_path):
+    repo = course_copy(tmp_path)
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    before, after, printed = shell_before_and_after(f"{repo}/scripts/make_venv.sh", work)
+    assert "status=0" in printed
+    assert after == before
+    assert "MPLBACKEND" not in after  # Jupyter keeps its inline plots
+    assert f"Start Jupyter in {repo} with:\n  .venv/bin/jupyter lab release/resnet18/resnet18.ipynb" in printed
+
+
+def test_sourcing_the_internal_env_script_by_hand_changes_nothing_either(tmp_path):
+    from autograder import course
+    before, after, printed = shell_before_and_after(f"source {course.ROOT}/scripts/env.sh", tmp_path,
+                                                    interactive=True)
+    assert "status=1" in printed and "run scripts/make_venv.sh" in printed
+    assert after == before
+
+
+# --- the student guide says what runs ----------------------------------------------------------------------
+
+GUIDE = (Path(__file__).resolve().parents[1] / "docs" / "students.md").read_text()
+
+
+def guide_block(first_words):
+    """The guide's fenced block whose first line starts with ``first_words``, as lines without indentation."""
+    for block in re.findall(r"^ *```[a-z]*\n(.*?)^ *```", GUIDE, re.M | re.S):
+        lines = [line.strip() for line in block.splitlines()]
+        if lines and lines[0].startswith(first_words):
+            return lines
+    raise AssertionError(f"no block starting with {first_words!r} in docs/students.md")
+
+
+def numbers_out(lines):
+    """Lines with every number (durations, versions) as N: the guide's examples come from other machines."""
+    return [re.sub(r"\d+(\.\d+)*", "N", line) for line in lines]
+
+
+@pytest.fixture
+def on_colab(monkeypatch, tmp_path):
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "test")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("RESNET_COURSE_DEVICE", raising=False)
+    monkeypatch.setitem(colab._state, "done", False)
+
+
+def test_the_guides_cpu_setup_output_is_what_the_setup_prints(on_colab, monkeypatch, capsys):
+    monkeypatch.setattr(colab, "gpu_info", lambda: None)  # a CPU runtime; MXNet and d2l are installed here
+    colab.setup(started=time.time() - 24)
+    printed = capsys.readouterr().out.splitlines()
+    assert numbers_out(printed) == numbers_out(guide_block("Installing MXNet 1.9.1 (CPU build)"))
+
+
+def test_the_guides_gpu_setup_output_is_what_the_setup_prints(on_colab, monkeypatch, capsys):
+    monkeypatch.setattr(colab, "gpu_info", lambda: ("Tesla T4", (7, 5)))
+    for step in ("install_cuda11_libraries", "pip", "pip_uninstall", "probe_gpu", "preload"):
+        monkeypatch.setattr(colab, step, lambda *args, **kwargs: None)  # no downloads, no GPU here
+    monkeypatch.setattr(colab, "installed", {"mxnet-cu112": colab.MXNET_VERSION, "d2l": colab.D2L_VERSION}.get)
+    colab.setup(started=time.time() - 95)
+    printed = capsys.readouterr().out.splitlines()
+    assert numbers_out(printed) == numbers_out(guide_block("Installing MXNet's GPU build"))
+
+
+def test_the_guides_restart_sentence_is_what_the_imports_cell_says(on_colab):
+    with pytest.raises(colab.SetupFailed) as failed:
+        colab.require_setup()
+    start, end = re.search(r"`(This Python has not run the setup cell \()\.\.\.(\): [^`]*)`",
+                           " ".join(GUIDE.split())).groups()
+    assert str(failed.value).startswith(start) and str(failed.value).endswith(end)
+
+
+def test_the_guides_self_check_example_is_what_the_self_check_prints():
+    from autograder.student import selfcheck
+    nb = json.loads((Path(__file__).resolve().parents[1] / "release" / "resnet18" / "resnet18.ipynb").read_text())
+    for cell in nb["cells"]:
+        cell["metadata"].pop("nbgrader", None)
+    nb["cells"] = [c for c in nb["cells"] if "def make_stem" not in "".join(c["source"])]
+    text, ok = selfcheck.report("resnet18", nb, "this Colab notebook", selfcheck.load_expected("resnet18"))
+    example = guide_block("Self-check of this Colab notebook: 2 problem(s)")
+    assert not ok and example == [line.strip() for line in text.splitlines()][:len(example)]
+
+
+def test_the_guides_local_set_up_runs_as_written():
+    from autograder import course
+    commands = guide_block("git clone")
+    assert commands[0] == f"git clone https://github.com/{boilerplate.REPOSITORY}.git resnet-course"
+    assert commands[1:] == ["cd resnet-course", "scripts/make_venv.sh",
+                            ".venv/bin/jupyter lab release/resnet18/resnet18.ipynb"]
+    assert os.access(course.ROOT / "scripts" / "make_venv.sh", os.X_OK)
+    assert commands[3] in (course.ROOT / "scripts" / "make_venv.sh").read_text()  # the line it prints
+    assert (course.ROOT / commands[3].split()[-1]).is_file()
+    assert "scripts/env.sh" not in GUIDE and "source scripts" not in GUIDE
+    assert DOCUMENTED_EXPORT in GUIDE
