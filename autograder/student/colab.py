@@ -4,7 +4,9 @@ Every notebook's setup cell installs this package (``pip install --no-deps``
 from the repository) and calls :func:`setup` -- on Colab only, or anywhere
 when the environment variable ``RESNET_COURSE_SETUP`` is set (the tests use
 it). Outside Colab the cell does nothing, so the notebooks run unchanged in
-local Jupyter and under nbgrader.
+local Jupyter and under nbgrader. A failure stops the cell with one sentence
+that says why (:class:`SetupFailed`), and the notebooks' import cell calls
+:func:`require_setup`, which asks for the setup cell in a restarted runtime.
 
 Colab has Python 3.12 and NumPy 2, while MXNet 1.9.1 (the last release) and
 d2l 1.0.3 were made for NumPy 1.x; d2l even pins ``numpy==1.23.5``, which has
