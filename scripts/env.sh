@@ -1,37 +1,14 @@
-# Sourced by demo.sh and test.sh: make .venv (Python 3.11 + requirements.txt +
-# this package) if it is missing or older than requirements.txt, then activate it.
+# Internal: sourced by demo.sh and test.sh, which run in their own process. It turns on
+# `set -euo pipefail`, changes to the repository, activates .venv and exports MPLBACKEND=Agg
+# (no windows while testing), none of which belongs in your own shell: to set up .venv,
+# run scripts/make_venv.sh instead.
+case $- in
+  *i*) echo "scripts/env.sh is for demo.sh and test.sh; to set up, run scripts/make_venv.sh (without source)." >&2
+       return 1 ;;
+esac
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-
-find_python() {
-  for candidate in python3.11 "$HOME/.pyenv/versions/3.11"*/bin/python3 python3; do
-    if command -v "$candidate" >/dev/null 2>&1 &&
-       "$candidate" -c 'import sys, venv; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
-      command -v "$candidate"; return 0
-    fi
-  done
-  return 1
-}
-
-if [ ! -x .venv/bin/python ] || [ requirements.txt -nt .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
-  if ! PYTHON=$(find_python); then
-    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-      echo "Installing Python 3.11 with apt-get ..."
-      apt-get update -qq && apt-get install -y -qq python3 python3-venv python3-dev >/dev/null
-    fi
-    PYTHON=$(find_python) || { echo "Python 3.11 is needed (MXNet 1.9.1 has no wheels for newer Pythons with NumPy 1.23)." >&2; exit 1; }
-  fi
-  echo "Setting up .venv with $PYTHON (first run takes a few minutes) ..."
-  rm -rf .venv
-  "$PYTHON" -m venv .venv
-  if ! { .venv/bin/python -m pip install -q --upgrade pip &&
-         .venv/bin/python -m pip install -q -r requirements.txt -e .; } > .venv/install.log 2>&1; then
-    tail -n 30 .venv/install.log >&2
-    echo "Installing the requirements failed (full log: .venv/install.log)." >&2
-    exit 1
-  fi
-  touch .venv/.installed
-fi
+scripts/make_venv.sh --quiet
 # The batch grader's sandbox; installed when we can (root with apt), else the tests that need it skip.
 if ! command -v bwrap >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   echo "Installing bubblewrap with apt-get ..."

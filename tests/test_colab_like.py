@@ -38,6 +38,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
 from autograder import course
 from autograder.assign import boilerplate, samples
@@ -320,18 +321,18 @@ def test_selfcheck_catches_stripped_deleted_duplicated_and_foreign_cells(release
     del stripped.cells[index["resnet18"]].metadata["nbgrader"]        # an answer: matched by what it defines
     stripped.cells[index["stem_visible"]].metadata = {}              # a visible test: matched by its source
     problems, _ = _problems(stripped, expected)
-    assert len(problems) == 2  # in notebook order
-    assert "'stem_visible'" in problems[0] and "stripped" in problems[0]
-    assert "'resnet18'" in problems[1] and "stripped" in problems[1] and f"Cell {index['resnet18'] + 1} " in problems[1]
+    assert len(problems) == 1  # said once, naming both cells in notebook order
+    assert problems[0].startswith("2 graded or answer cells have lost their grading metadata")
+    assert f"cell {index['stem_visible'] + 1} ('stem_visible'), cell {index['resnet18'] + 1} ('resnet18')" \
+        in problems[0] and "do this: take a fresh copy" in problems[0]
 
     deleted = nbformat.from_dict(nb)
     deleted.cells = [c for c in deleted.cells if c.metadata["nbgrader"]["grade_id"] not in
                      ("resnet18_hidden", "code-01", "text-05")]
     problems, notes = _problems(deleted, expected)
-    assert len(problems) == 2
-    assert "graded test cell 'resnet18_hidden' (12 points)" in problems[1] and "deleted" in problems[1]
-    assert "'code-01'" in problems[0] and "deleted" in problems[0]
-    assert any("'text-05'" in n and "not graded" in n for n in notes)
+    assert len(problems) == 1
+    assert "graded test cell 'resnet18_hidden' (12 points)" in problems[0] and "missing" in problems[0]
+    assert not any("code-01" in text or "text-05" in text for text in notes)  # the grader uses the release's
 
     duplicated = nbformat.from_dict(nb)
     duplicated.cells.insert(index["stem"] + 1, nbformat.from_dict(duplicated.cells[index["stem"]]))
@@ -364,12 +365,71 @@ def test_selfcheck_report_on_a_file(release_with_boilerplate, tmp_path, capsys, 
     assert selfcheck.check_notebook("resnet18") is None  # the cell shows only the report
     out = capsys.readouterr().out
     assert selfcheck.is_gradable("resnet18", out=lambda text: None) is False
-    assert "problem(s) to fix" in out and out.count("stripped") >= 20 and "A fresh copy" in out
+    # Said once, and nothing about text cells, the setup cell or the check itself.
+    assert "1 problem(s) to fix" in out and out.count("lost its grading metadata") == 1, out
+    assert "  1. This notebook has lost its grading metadata" in out and "it happens when" in out
+    assert "do this: take a fresh copy" in out and "A fresh copy: open https://colab.research.google.com/" in out
+    assert len(out.splitlines()) == 3, out
     nbformat.write(nb, tmp_path / "resnet18.ipynb")
     assert selfcheck.is_gradable("resnet18") is True
     assert ": gradable." in capsys.readouterr().out
     monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
     assert selfcheck.is_gradable("resnet18") is True and capsys.readouterr().out == ""
+
+
+def _without_metadata(nb, keep=()):
+    """``nb`` as a metadata-stripping editor saves it: no nbgrader metadata, except on the cells in ``keep``."""
+    nb = nbformat.from_dict(nb)
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") not in keep:
+            cell.metadata.pop("nbgrader", None)
+    return nb
+
+
+def _drop(nb, *grade_ids):
+    nb = nbformat.from_dict(nb)
+    nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") not in grade_ids]
+    return nb
+
+
+def test_selfcheck_stripped_notebook_lists_only_graded_cells_really_missing(release_with_boilerplate):
+    nb, expected = release_with_boilerplate["resnet18"]
+    nb = samples.fill(nb, samples.read_answers(ROOT / "samples" / "resnet18" / "correct_reference.py"))
+    # Stripped, and then an answer, a hidden test, a text cell, the import cell and the self-check deleted.
+    damaged = _without_metadata(_drop(nb, "stem", "stem_hidden", "text-05", "code-01", "self-check"))
+    problems, notes = _problems(damaged, expected)
+    assert len(problems) == 3, problems
+    assert problems[0].startswith("This notebook has lost its grading metadata") and "do this:" in problems[0]
+    assert problems[1].startswith("Your answer cell 'stem'") and "is missing" in problems[1]
+    assert problems[2].startswith("The graded test cell 'stem_hidden' (8 points)") and "is missing" in problems[2]
+    assert notes == []
+    assert not any(word in text for text in problems for word in ("text cell", "code-01", "self-check"))
+
+
+@pytest.mark.filterwarnings("ignore:Non-unique cell id")
+def test_selfcheck_partly_stripped_notebook_with_a_duplicated_answer(release_with_boilerplate):
+    nb, expected = release_with_boilerplate["resnet18"]
+    nb = samples.fill(nb, samples.read_answers(ROOT / "samples" / "resnet18" / "correct_reference.py"))
+    index = {c.metadata["nbgrader"]["grade_id"]: i for i, c in enumerate(nb.cells)}
+    damaged = _without_metadata(nb, keep={e["grade_id"] for e in expected} - {"residual"})
+    damaged.cells.insert(index["stem"] + 1, nbformat.from_dict(damaged.cells[index["stem"]]))
+    problems, _ = _problems(damaged, expected)
+    assert len(problems) == 2, problems
+    assert problems[0].startswith(f"1 graded or answer cell has lost its grading metadata, the hidden marks by "
+                                  f"which nbgrader finds it: cell {index['residual'] + 1} ('residual')")
+    assert "'stem'" in problems[1] and "duplicated" in problems[1]
+
+
+def test_selfcheck_treats_a_deleted_and_a_stripped_text_cell_alike(release_with_boilerplate):
+    for assignment, (nb, expected) in release_with_boilerplate.items():
+        text = [e["grade_id"] for e in expected if e["cell_type"] == "markdown"]
+        locked_code = [e["grade_id"] for e in expected if e["kind"] == "locked" and e["cell_type"] == "code"]
+        intact = _problems(nb, expected)
+        for grade_id in text[:3] + locked_code[:1] + ["self-check"]:
+            deleted = _problems(_drop(nb, grade_id), expected)
+            stripped = _problems(_without_metadata(nb, keep={e["grade_id"] for e in expected} - {grade_id}),
+                                 expected)
+            assert deleted == stripped == intact, (assignment, grade_id)
 
 
 def test_committed_gradable_cells_match_the_release():
@@ -482,9 +542,19 @@ def test_gpu_path_order(fake_setup, capsys):
 
 def test_failed_install_stops_with_one_sentence(fake_setup, monkeypatch):
     monkeypatch.setattr(colab, "gpu_info", lambda: None)
-    monkeypatch.setattr(colab, "pip", _raise(colab.SetupError("pip could not install mxnet==1.9.1")))
-    with pytest.raises(SystemExit, match=r"^Setup failed: pip could not install mxnet==1.9.1 \(check the internet"):
+    cause = "there is no internet connection (pip could not download mxnet==1.9.1)"
+    monkeypatch.setattr(colab, "pip", _raise(colab.SetupError(cause)))
+    with pytest.raises(colab.SetupFailed) as failed:
         colab.setup()
+    assert failed.value._render_traceback_() == [f"Setup failed: {cause}."]  # all that IPython shows
+
+
+def test_setup_time_includes_the_package_install(fake_setup, monkeypatch, capsys):
+    monkeypatch.setattr(colab, "gpu_info", lambda: None)
+    monkeypatch.setattr(colab, "installed", {"d2l": colab.D2L_VERSION, "mxnet": colab.MXNET_VERSION}.get)
+    import time
+    colab.setup(started=time.time() - 30)  # the setup cell started 30 s ago, with pip installing the package
+    assert capsys.readouterr().out.splitlines()[-1].startswith("Setup done in 30 s: MXNet 1.9.1 (CPU)")
 
 
 GPU_LIBS_CHECK = r"""
@@ -596,6 +666,51 @@ def student_edition(tmp_path_factory):
     return folder
 
 
+def runtime_env(home, package_source, path=None):
+    """A Colab-like kernel's environment: the setup cell acts and installs the package from ``package_source``.
+
+    pip keeps this machine's settings (index, cache, certificates) despite the separate HOME.
+    """
+    env = {"RESNET_COURSE_SETUP": "1", "RESNET_COURSE_PACKAGE": str(package_source), "HOME": str(home),
+           "PATH": path or clean_env()["PATH"], "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    for name in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_CONFIG_FILE", "PIP_CERT",
+                 "PIP_CACHE_DIR", "XDG_CACHE_HOME", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
+        if os.environ.get(name):
+            env[name] = os.environ[name]
+    env.setdefault("PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip"))  # share pip's cache despite HOME
+    return env
+
+
+def test_after_a_runtime_restart_the_import_cell_asks_for_the_setup_cell(colab_python, student_edition, tmp_path,
+                                                                         monkeypatch):
+    """A restarted runtime keeps the installed packages but not the NumPy 2 shims: one sentence, not PZERO."""
+    release = nbformat.read(student_edition / "release" / "resnet18" / "resnet18.ipynb", as_version=4)
+    setup = next(c.source for c in release.cells if c.get("id") == boilerplate.SETUP_ID)
+    imports = next(c.source for c in release.cells if c.get("id") == "code-01")
+    (tmp_path / "home").mkdir()
+    env = {**runtime_env(tmp_path / "home", student_edition), "RESNET_COURSE_DEVICE": "cpu"}
+    monkeypatch.setenv("JUPYTER_PATH", kernel_spec(tmp_path / "jupyter", colab_python, env))
+
+    def kernel(*sources):
+        """Run the cells in a fresh kernel (what a runtime restart gives), stopping at the first error."""
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in sources])
+        try:
+            NotebookClient(nb, timeout=900, kernel_name="colab-like",
+                           resources={"metadata": {"path": str(tmp_path)}}).execute()
+        except CellExecutionError:
+            pass
+        return [[o for o in c.outputs if o.output_type == "error"] for c in nb.cells]
+
+    assert kernel(setup) == [[]]  # installs the course package, MXNet and d2l, as on Colab
+    errors, = kernel("import mxnet")  # the failure this is about, without the import cell's guard
+    assert "PZERO" in errors[0].evalue
+    errors, = kernel(imports)
+    assert [e.traceback for e in errors] == [[
+        "This Python has not run the setup cell (the runtime was restarted, or the setup did not finish): "
+        "run the setup cell again, the first code cell, then this cell."]]
+    assert kernel(setup, imports) == [[], []]
+
+
 @pytest.mark.parametrize("assignment", course.assignments())
 def test_release_notebook_runs_in_colab_like_python(colab_python, student_edition, assignment, tmp_path,
                                                      monkeypatch):
@@ -618,14 +733,8 @@ def test_release_notebook_runs_in_colab_like_python(colab_python, student_editio
         (tmp_path / "bin" / "nvidia-smi").write_text(f"#!/bin/sh\necho '{fake_gpu}'\n")
         (tmp_path / "bin" / "nvidia-smi").chmod(0o755)
         path = f"{tmp_path / 'bin'}{os.pathsep}{path}"
-    env = {"RESNET_COURSE_SETUP": "1", "RESNET_COURSE_PACKAGE": str(student_edition), "RESNET_COURSE_DEVICE": "auto",
-           "RESNET_DATA_DIR": str(data_dir), "MPLBACKEND": "Agg", "HOME": str(tmp_path / "home"),
-           "PATH": path, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    for name in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_CONFIG_FILE", "PIP_CERT",
-                 "PIP_CACHE_DIR", "XDG_CACHE_HOME", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
-        if os.environ.get(name):
-            env[name] = os.environ[name]
-    env.setdefault("PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip"))  # share pip's cache despite HOME
+    env = {**runtime_env(tmp_path / "home", student_edition, path), "RESNET_COURSE_DEVICE": "auto",
+           "RESNET_DATA_DIR": str(data_dir), "MPLBACKEND": "Agg"}
     monkeypatch.setenv("JUPYTER_PATH", kernel_spec(tmp_path / "jupyter", colab_python, env))
     monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
     workdir = tmp_path / "work"

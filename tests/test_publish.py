@@ -204,3 +204,14 @@ def test_another_edition_is_not_overwritten(tmp_path):
     publish("students", tmp_path / "students", STUDENTS)
     with pytest.raises(Refused, match="holds the students edition"):
         publish("self-study", tmp_path / "students", READERS)
+
+
+def test_student_edition_has_the_guide_and_its_set_up_script(editions):
+    folder = editions / "students"
+    guide = (folder / "GUIDE.md").read_text()
+    assert f"git clone https://github.com/{STUDENTS}.git resnet-course" in guide
+    script = folder / "scripts" / "make_venv.sh"
+    assert script.stat().st_mode & 0o111 and "requirements.txt -e ." in script.read_text()
+    for line in ("scripts/make_venv.sh", ".venv/bin/jupyter lab release/resnet18/resnet18.ipynb"):
+        assert line in (folder / "README.md").read_text()
+        assert (folder / line.split()[-1]).exists()

@@ -76,19 +76,39 @@ def badge_source(colab_url):
 
 
 def setup_source(home=UNPUBLISHED):
+    """The setup cell's code.
+
+    A failed install of the package stops the cell with one sentence that
+    says why, as :class:`autograder.student.colab.SetupFailed` does later on
+    (the class cannot be imported before the package is installed, so the
+    cell defines its twin), reading pip's output for the same words as
+    :func:`autograder.student.colab.pip_failure`.
+    """
+    from ..student.colab import PIP_NO_NETWORK, PIP_NOT_FOUND
     return f'''# @title Setup for Google Colab: run this cell first {{ display-mode: "form" }}
 # On Colab it installs MXNet 1.9.1, d2l 1.0.3 and the course's checks; elsewhere it does nothing.
-import importlib, os, subprocess, sys
+import importlib, os, re, subprocess, sys, time
 if "google.colab" in sys.modules or os.environ.get("RESNET_COURSE_SETUP"):
+    _started = time.time()
     _pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--upgrade",
                            os.environ.get("RESNET_COURSE_PACKAGE", "{home.package_url()}")],
                           capture_output=True, text=True)
     if _pip.returncode:
-        raise SystemExit("Setup failed: the course package could not be installed "
-                         "(check the internet connection, then run this cell again).")
+        class SetupFailed(Exception):
+            """Shown as its message alone, no traceback; still an error, so "Run all" stops here."""
+            def _render_traceback_(self):
+                return [str(self)]
+        _said = re.sub(r"\\x1b\\[[0-9;]*m", "", _pip.stderr)  # pip colours its errors in a notebook
+        if any(word in _said for word in {PIP_NO_NETWORK!r}):
+            _why = "there is no internet connection (pip could not download the course package)"
+        elif any(word in _said for word in {PIP_NOT_FOUND!r}):
+            _why = f"the course package was not found at {{_pip.args[-1]}} (please tell your instructor)"
+        else:
+            _why = "pip could not install the course package: " + " ".join(_said.strip().splitlines()[-2:])
+        raise SetupFailed(f"Setup failed: {{_why}}.")
     importlib.invalidate_caches()
     from autograder.student import colab
-    colab.setup()'''
+    colab.setup(started=_started)'''
 
 
 def submit_text_source(assignment):

@@ -7,7 +7,8 @@ get is an *edition*, a folder meant to become a public repository of its own:
 
 * ``students``: the release notebooks (``release/<a>/<a>.ipynb``, made by
   nbgrader, so without solutions and hidden tests), a README for students,
-  and the student runtime (``autograder/student/``) as a pip-installable
+  the student guide (``GUIDE.md``, from ``docs/students.md``) with the
+  local set-up script it describes, and the student runtime (``autograder/student/``) as a pip-installable
   package with its own ``pyproject.toml``: what the notebooks' setup cell
   installs from the edition's repository.
 * ``self-study``: the complete notebooks with outputs
@@ -117,6 +118,11 @@ def publish(edition, out, repository, branch="main"):
         notebooks[assignment], links[assignment] = nb, home.colab_url(where)
     # Only the student edition has self-check cells; its list of gradable cells is made from its notebooks.
     _runtime_package(out, notebooks if edition == "students" else {})
+    if edition == "students":
+        guide = (course.ROOT / "docs" / "students.md").read_text()
+        _write(out / "GUIDE.md", guide.replace(boilerplate.UNPUBLISHED.repository, repository))
+        _write(out / "scripts" / "make_venv.sh", (course.ROOT / "scripts" / "make_venv.sh").read_text())
+        (out / "scripts" / "make_venv.sh").chmod(0o755)
     readme = STUDENT_README if edition == "students" else READER_README
     _write(out / "README.md", readme.format(table=_table(links, edition), repository=repository))
     _write(out / ".gitignore", "__pycache__/\n*.egg-info/\n.ipynb_checkpoints/\n.venv/\n")
@@ -197,13 +203,15 @@ STUDENT_README = """\
 MXNet 1.9.1 needs Python 3.11 on Linux (x86-64) or an Intel Mac:
 
 ```bash
-git clone https://github.com/{repository}.git resnet-course && cd resnet-course
-python3.11 -m venv .venv && .venv/bin/pip install -r requirements.txt -e .
-.venv/bin/jupyter lab
+git clone https://github.com/{repository}.git resnet-course
+cd resnet-course
+scripts/make_venv.sh
+.venv/bin/jupyter lab release/resnet18/resnet18.ipynb
 ```
 
 The setup cell does nothing outside Colab. Save the notebook before running
-the self-check: it reads the saved file.
+the self-check: it reads the saved file. [GUIDE.md](GUIDE.md) has the details:
+timings, the self-check's messages, a local NVIDIA GPU.
 """
 
 READER_README = """\

@@ -4,7 +4,9 @@ Every notebook's setup cell installs this package (``pip install --no-deps``
 from the repository) and calls :func:`setup` -- on Colab only, or anywhere
 when the environment variable ``RESNET_COURSE_SETUP`` is set (the tests use
 it). Outside Colab the cell does nothing, so the notebooks run unchanged in
-local Jupyter and under nbgrader.
+local Jupyter and under nbgrader. A failure stops the cell with one sentence
+that says why (:class:`SetupFailed`), and the notebooks' import cell calls
+:func:`require_setup`, which asks for the setup cell in a restarted runtime.
 
 Colab has Python 3.12 and NumPy 2, while MXNet 1.9.1 (the last release) and
 d2l 1.0.3 were made for NumPy 1.x; d2l even pins ``numpy==1.23.5``, which has
@@ -36,6 +38,7 @@ import ctypes
 import glob
 import importlib
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -105,6 +108,21 @@ class SetupError(Exception):
     """A setup step failed; the message is one short clause for the student."""
 
 
+class SetupFailed(Exception):
+    """Stops a notebook cell with its message alone: one sentence, no traceback.
+
+    IPython shows an exception through its ``_render_traceback_`` when it has
+    one, so the cell's output is just the sentence; it is still an error, so
+    *Run all* stops there instead of running on into cells that cannot work.
+    (``SystemExit`` would add "An exception has occurred, use %tb" and a
+    warning on stderr.) The setup cell defines the same class for the one
+    failure that comes before this package is installed.
+    """
+
+    def _render_traceback_(self):
+        return [str(self)]
+
+
 # --- where we are --------------------------------------------------------------
 
 def on_colab():
@@ -153,6 +171,27 @@ def gpu_info():
 
 # --- running pip -----------------------------------------------------------------
 
+# What pip says when it cannot reach the server (pip >= 25: "connection-failed";
+# older pips: urllib3's NewConnectionError; DNS and timeouts in both), and when
+# what it was asked for does not exist (an HTTP 404, or a local path). The
+# setup cell reads pip's output for the same words (boilerplate.setup_source).
+PIP_NO_NETWORK = ("connection-failed", "Failed to establish a new connection", "Failed to connect",
+                  "Name or service not known", "Temporary failure in name resolution", "Network is unreachable",
+                  "timed out")
+PIP_NOT_FOUND = ("HTTP error 404", "does not exist")
+
+
+def pip_failure(output, what):
+    """Why pip could not install ``what``, in one clause, from pip's output."""
+    output = re.sub(r"\x1b\[[0-9;]*m", "", output)  # pip colours its errors when run in a notebook
+    if any(marker in output for marker in PIP_NO_NETWORK):
+        return f"there is no internet connection (pip could not download {what})"
+    if any(marker in output for marker in PIP_NOT_FOUND):
+        return f"{what} was not found"
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    return f"pip could not install {what}: " + " ".join(lines[-2:])[-300:]
+
+
 def _log(text):
     os.makedirs(os.path.dirname(log_path()), exist_ok=True)
     with open(log_path(), "a") as f:
@@ -173,8 +212,8 @@ def pip(*args, timeout=1800):
         raise SetupError(f"pip took longer than {timeout // 60} minutes") from None
     _log(result.stdout + result.stderr)
     if result.returncode != 0:
-        what = next((a for a in args if not a.startswith("-") and "/" not in a), "a package")
-        raise SetupError(f"pip could not install {what}")
+        what = [a for a in args if not a.startswith("-") and "/" not in a]
+        raise SetupError(pip_failure(result.stdout + result.stderr, " ".join(what) or "a package"))
     return result
 
 
@@ -363,17 +402,19 @@ def install_cpu():
 
 def _fail(sentence):
     """Stop the setup cell with one sentence and no traceback."""
-    raise SystemExit(sentence)
+    raise SetupFailed(sentence)
 
 
 # --- the setup cell ---------------------------------------------------------------------------
 
-def setup(device=None):
+def setup(device=None, started=None):
     """Install MXNet 1.9.1 (GPU build where it works) and d2l 1.0.3, then make them importable.
 
     ``device``: ``"auto"`` (default: the GPU build on a GPU runtime), ``"gpu"``
     or ``"cpu"``; the environment variable RESNET_COURSE_DEVICE sets the default.
-    Safe to run again: a second call only reports.
+    ``started``: when the setup cell started (``time.time()``), so that the
+    time reported includes its install of this package. Safe to run again: a
+    second call only reports.
     """
     if _state["done"]:
         print(f"Setup already done in this session (MXNet {MXNET_VERSION}, {_state['device']}).")
@@ -381,7 +422,7 @@ def setup(device=None):
     device = (device or os.environ.get(DEVICE_ENV) or "auto").lower()
     if device not in ("auto", "cpu", "gpu"):
         _fail(f"Setup: device must be 'auto', 'cpu' or 'gpu', not {device!r}.")
-    started = time.time()
+    started = started or time.time()
     gpu = gpu_info() if device != "cpu" else None
     if device == "gpu" and gpu is None:
         gpu = ("GPU", None)  # try anyway; the probe will tell
@@ -404,8 +445,7 @@ def setup(device=None):
         if installed("d2l") != D2L_VERSION:
             pip("--no-deps", D2L)
     except SetupError as error:
-        _fail(f"Setup failed: {error} (check the internet connection and run the setup cell again; "
-              f"details in {log_path()}).")
+        _fail(f"Setup failed: {error}.")
     compat.install()
     importlib.invalidate_caches()
     try:
@@ -422,6 +462,20 @@ def setup(device=None):
     print(f"Setup done in {time.time() - started:.0f} s: MXNet {MXNET_VERSION} ({used}), d2l {D2L_VERSION}, "
           f"Python {sys.version_info.major}.{sys.version_info.minor}, NumPy {numpy.__version__}.{hint}")
     return used
+
+
+def require_setup():
+    """Stop a cell with one sentence where the setup cell has to run (again) first.
+
+    On Colab a restarted runtime keeps what the setup cell installed but not
+    what it did to the running Python: the NumPy 2 shims and, on a GPU, the
+    CUDA 11 libraries it loaded. Importing MXNet would then fail with
+    ``AttributeError: `np.PZERO` was removed`` (or a missing libcudart), so
+    the notebooks' import cell calls this first. Elsewhere it does nothing.
+    """
+    if wanted() and not _state["done"]:
+        raise SetupFailed("This Python has not run the setup cell (the runtime was restarted, or the setup did "
+                          "not finish): run the setup cell again, the first code cell, then this cell.")
 
 
 # --- on your own Linux machine with an NVIDIA GPU -------------------------------------------------------
@@ -444,11 +498,11 @@ def main(argv=None):
         if args.command == "gpu":
             gpu = gpu_info()
             if gpu is None:
-                print("No NVIDIA GPU found (nvidia-smi does not list one): keep the CPU build.")
+                print("No NVIDIA GPU found (nvidia-smi does not list one): keep the CPU build.", file=sys.stderr)
                 return 1
             name, capability = gpu
             if capability and capability[0] > MAX_COMPUTE_MAJOR:
-                print(f"MXNet 1.9.1 has no GPU kernels for the {name}: keep the CPU build.")
+                print(f"MXNet 1.9.1 has no GPU kernels for the {name}: keep the CPU build.", file=sys.stderr)
                 return 1
             print(f"Installing the CUDA 11 libraries into {cuda11_dir()} (about 2.5 GB) ...", flush=True)
             folder = install_cuda11_libraries()
@@ -460,9 +514,14 @@ def main(argv=None):
                   f"  export LD_LIBRARY_PATH={library_path(folder)}${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}\n"
                   f"To go back to the CPU build: pip uninstall -y mxnet-cu112 && pip install {MXNET_CPU}")
         else:
-            print(library_path())
-    except SetupError as error:
-        print(f"The GPU build cannot be used here: {error} (details in {log_path()}).")
+            try:
+                print(library_path())
+            except SetupError as error:
+                print(f"No CUDA 11 libraries to point LD_LIBRARY_PATH at ({error} in {cuda11_dir()}): run "
+                      "`python -m autograder.student.colab gpu` first.", file=sys.stderr)
+                return 1
+    except SetupError as error:  # to stderr: stdout may be going into LD_LIBRARY_PATH=$(...)
+        print(f"The GPU build cannot be used here: {error} (details in {log_path()}).", file=sys.stderr)
         return 1
     return 0
 

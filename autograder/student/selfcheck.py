@@ -28,7 +28,6 @@ from pathlib import Path
 
 GRADABLE_CELLS = Path(__file__).resolve().parent / "gradable_cells"
 PLACEHOLDER = "raise NotImplementedError"
-UNGRADED_CODE = ("colab-setup", "self-check")  # boilerplate cells (see boilerplate.py)
 DEFINITION = re.compile(r"^(?:def|class)\s+([A-Za-z_]\w*)", re.M)
 
 
@@ -120,8 +119,6 @@ def load_expected(assignment, folder=None):
 
 def _describe(entry):
     what = {"answer": "your answer cell", "test": "the graded test cell", "locked": "the cell"}[entry["kind"]]
-    if entry["cell_type"] == "markdown" and entry["kind"] == "locked":
-        what = "the text cell"
     text = f"{what} '{entry['grade_id']}'"
     if entry["kind"] == "test":
         text += f" ({entry.get('points', 0):g} points)"
@@ -145,11 +142,39 @@ def _matches_without_metadata(entry, cell):
     return False
 
 
+FRESH_COPY = "take a fresh copy of the notebook and move your answers into it (see below)"
+
+
+def _numbers(indices):
+    """'cell 4' or 'cells 4, 9': 1-based, as a notebook's cells are counted."""
+    return ("cell " if len(indices) == 1 else "cells ") + ", ".join(str(i + 1) for i in indices)
+
+
+def _lost_metadata(stripped, whole):
+    """The one problem that stands for every graded or answer cell found only by its content."""
+    if whole:
+        return ("This notebook has lost its grading metadata, the hidden marks by which nbgrader finds your "
+                "answers and its tests (it happens when the cells are copied into another notebook, or when an "
+                f"editor that drops cell metadata saves the file); do this: {FRESH_COPY}.")
+    named = ", ".join(f"{_numbers([index])} ('{entry['grade_id']}')" for index, entry in stripped)
+    many = len(stripped) > 1
+    return (f"{len(stripped)} graded or answer cell{'s' if many else ''} ha{'ve' if many else 's'} lost "
+            f"{'their' if many else 'its'} grading metadata, the hidden marks by which nbgrader finds "
+            f"{'them' if many else 'it'}: {named} (it happens when a cell is cut and pasted, or deleted and "
+            f"typed again); do this: {FRESH_COPY}.")
+
+
 def compare(nb, expected):
     """(problems, notes): what must be fixed for grading, and what is worth knowing.
 
     ``nb`` is a notebook as a dict (nbformat JSON); ``expected`` the list from
-    :func:`load_expected`.
+    :func:`load_expected`. Only graded and answer cells can be problems: the
+    grader takes every other given cell (text, imports, demos, setup, this
+    check) from the release, so whether one of those was deleted or lost its
+    metadata does not matter and is not mentioned. Cells that lost their
+    metadata but are recognisable by their content are one problem, said once;
+    then come the graded and answer cells that are really missing, duplicated
+    or whose grading metadata was changed.
     """
     problems, notes = [], []
     by_id = {}
@@ -162,18 +187,15 @@ def compare(nb, expected):
             bare.append(index)
     cells = nb.get("cells", [])
     known = {entry["grade_id"] for entry in expected}
-    claimed = set()
+    graded = [entry for entry in expected if entry["kind"] != "locked"]
+    stripped, claimed = [], set()
 
     for entry in expected:
-        grade_id = entry["grade_id"]
-        found = by_id.get(grade_id, [])
-        # Deleted text, or a deleted setup or self-check cell, does not change the grade.
-        must_fix = entry["kind"] != "locked" or (entry["cell_type"] == "code" and grade_id not in UNGRADED_CODE)
-        if len(found) > 1:
-            numbers = ", ".join(str(i + 1) for i in found)
+        found = by_id.get(entry["grade_id"], [])
+        if entry["kind"] != "locked" and len(found) > 1:
             problems.append(
-                f"{_cap(_describe(entry))} is duplicated: it appears {len(found)} "
-                f"times (cells {numbers} of the notebook). nbgrader grades only the last copy. "
+                f"{_cap(_describe(entry))} is duplicated: it appears {len(found)} times "
+                f"({_numbers(found)} of the notebook). nbgrader grades only the last copy. "
                 "Fix: delete the extra copies, keeping one, with your work in it.")
         if found:
             cell = cells[found[-1]]
@@ -183,10 +205,9 @@ def compare(nb, expected):
                 changed.append("points")
             if cell.get("cell_type") != entry["cell_type"]:
                 changed.append("cell type")
-            if changed:
-                problems.append(
-                    f"The grading metadata of {_describe(entry)} was changed ({', '.join(changed)}). "
-                    "Fix: take a fresh copy of the notebook and move your answers into it (see below).")
+            if changed and entry["kind"] != "locked":
+                problems.append(f"The grading metadata of {_describe(entry)} was changed ({', '.join(changed)}). "
+                                f"Fix: {FRESH_COPY}.")
             elif entry["kind"] != "answer" and entry["cell_type"] == "code" and \
                     _digest(cell.get("source", "")) != entry["sha1"]:
                 notes.append(f"You edited {_describe(entry)}; grading restores the original, "
@@ -195,28 +216,25 @@ def compare(nb, expected):
                 notes.append(f"{_cap(_describe(entry))} still holds "
                              "`raise NotImplementedError()`: not answered yet.")
             continue
-        # Not found by its metadata: stripped (the cell is there without it) or deleted.
+        if entry["kind"] == "locked":
+            continue  # the grader uses the release's copy: deleted or stripped, nothing to fix
+        # Not found by its metadata: stripped (the cell is there, recognisable by its content) or missing.
         match = next((i for i in bare if i not in claimed and _matches_without_metadata(entry, cells[i])), None)
         if match is not None:
             claimed.add(match)
-            problems.append(
-                f"Cell {match + 1} of the notebook is {_describe(entry)}, but its grading metadata has "
-                "been stripped (this happens when a cell is deleted and typed or pasted again), so nbgrader "
-                "cannot find it. Fix: take a fresh copy of the notebook and move your answers into it (see below).")
-        elif must_fix:
-            problems.append(
-                f"{_cap(_describe(entry))} has been deleted. "
-                "Fix: take a fresh copy of the notebook and move your answers into it (see below).")
+            stripped.append((match, entry))
         else:
-            notes.append(f"{_cap(_describe(entry))} has been deleted "
-                         "(it is not graded, so this does not matter).")
+            problems.append(f"{_cap(_describe(entry))} is missing (deleted?). Fix: {FRESH_COPY}.")
 
+    if stripped:
+        whole = not any(by_id.get(entry["grade_id"]) for entry in graded)
+        problems.insert(0, _lost_metadata(sorted(stripped, key=lambda pair: pair[0]), whole))
     for grade_id, found in by_id.items():
         if grade_id not in known:
-            numbers = ", ".join(str(i + 1) for i in found)
             problems.append(
-                f"Cell {numbers} carries the grading id '{grade_id}', which is not part of this assignment "
-                "(copied from another notebook?). Fix: delete it, or move its content into a new cell.")
+                f"{_cap(_numbers(found))} carr{'ies' if len(found) == 1 else 'y'} the grading id '{grade_id}', "
+                "which is not part of this assignment (copied from another notebook?). "
+                "Fix: delete it, or move its content into a new cell.")
     return problems, notes
 
 
@@ -301,10 +319,11 @@ def report(assignment, nb, where, expected):
                      "or nbgrader cannot grade this notebook properly:")
         lines += [f"  {n}. {text}" for n, text in enumerate(problems, 1)]
         fresh = colab_link(nb)
-        lines.append("A fresh copy: " + (f"open {fresh} (File > Save a copy in Drive), " if fresh else "")
-                     + f"or download release/{assignment}/{assignment}.ipynb again. Copy your answers into "
-                     "its answer cells one by one (paste into the existing cells; do not create new "
-                     "ones), then run this check again.")
+        if any(FRESH_COPY in text for text in problems):
+            lines.append("A fresh copy: " + (f"open {fresh} (File > Save a copy in Drive), " if fresh else "")
+                         + f"or download release/{assignment}/{assignment}.ipynb again. Copy your answers into "
+                         "its answer cells one by one (paste into the existing cells; do not create new "
+                         "ones), then run this check again.")
     else:
         lines.append(f"Self-check of {where}: gradable. All {graded} graded and answer cells are present "
                      "once each, with their grading metadata.")
