@@ -47,6 +47,7 @@ EXPECTED_ATTACKS = {
     # network) depends on where the last allocation failed, so this one is an upper bound.
     "memory_bomb": dict(FULL, parameter_counts=0),
     "fork_loop": dict(FULL, parameter_counts=0), "disk_filler": dict(FULL, parameter_counts=0),
+    "file_flood": STOPPED_AT_COUNTS,
 }
 
 LIMITS = Limits(wall_seconds=25, cpu_seconds=60, memory_bytes=3 << 30)
@@ -223,6 +224,7 @@ def test_attacks_are_all_in_the_suite():
 def test_stopped_notebooks_say_why(batch):
     assert "ran out of time" in batch["rows"]["attack_infinite_loop.ipynb"]["notes"]
     assert "killed" in batch["rows"]["attack_kills_the_grader.ipynb"]["notes"]
+    assert "too many files" in batch["rows"]["attack_file_flood.ipynb"]["notes"]
 
 
 def test_instructor_files_and_network_are_out_of_reach(batch):
