@@ -3,6 +3,13 @@ import argparse
 import sys
 
 
+def _positive(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -25,12 +32,12 @@ def main(argv=None):
     grade.add_argument("--timeout", type=int, default=180, help="wall-clock seconds per submission (default: 180)")
     grade.add_argument("--cpu", type=int, default=300, help="CPU seconds per submission (default: 300)")
     grade.add_argument("--memory", type=int, default=4096, help="memory limit per submission, MiB (default: 4096)")
-    grade.add_argument("--processes", type=int, default=256,
+    grade.add_argument("--processes", type=_positive, default=256,
                        help="processes and threads a submission may start (default: 256)")
-    grade.add_argument("--disk", type=int, default=256,
+    grade.add_argument("--disk", type=_positive, default=256,
                        help="MiB a submission may write to its private /tmp, held in memory (default: 256)")
     grade.add_argument("--no-sandbox", action="store_true",
-                       help="run without bubblewrap (no file-system or network isolation; rlimits only)")
+                       help="run without bubblewrap (no file-system, network or disk isolation; rlimits only)")
     grade.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
