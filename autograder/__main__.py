@@ -1,4 +1,4 @@
-"""Command line of the course: ``python -m autograder {build,demo} ...``."""
+"""Command line of the course: ``python -m autograder {build,demo,grade,publish} ...``."""
 import argparse
 import sys
 
@@ -39,6 +39,15 @@ def main(argv=None):
     grade.add_argument("--no-sandbox", action="store_true",
                        help="run without bubblewrap (no file-system, network or disk isolation; rlimits only)")
     grade.add_argument("--no-progress", action="store_true", help="no progress bar")
+    publish = commands.add_parser(
+        "publish", help="write the student or self-study edition: a public repository without the answers",
+        description="Write an edition of the course into OUT, to push as a public GitHub repository: "
+                    "'students' (release notebooks, student runtime, README; no solution, hidden test or "
+                    "grader) or 'self-study' (the complete notebooks with outputs, the same runtime).")
+    publish.add_argument("edition", choices=["students", "self-study"])
+    publish.add_argument("out", help="folder to write (empty, new, or an earlier edition of the same kind)")
+    publish.add_argument("--repository", help="the public GitHub repository, OWNER/NAME, the edition is pushed to")
+    publish.add_argument("--branch", default="main", help="its branch (default: main)")
     args = parser.parse_args(argv)
 
     if args.command == "build":
@@ -57,6 +66,14 @@ def main(argv=None):
         graded = sum(r["status"] == "graded" for r in rows)
         print(f"{len(rows)} files: {graded} graded, {len(rows) - graded} not gradable. "
               f"See grading/{args.assignment}/grades.csv, summary.png, pass_rates.csv and feedback/.")
+    elif args.command == "publish":
+        from .assign.publish import Refused, publish as run_publish
+        try:
+            files = run_publish(args.edition, args.out, args.repository, args.branch)
+        except Refused as refusal:
+            print(f"publish: {refusal}", file=sys.stderr)
+            return 2
+        print(f"The {args.edition} edition for {args.repository} ({len(files)} files) is in {args.out}.")
     elif args.command == "demo":
         from .assign.demo import run_demo
         run_demo(args.out)

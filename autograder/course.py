@@ -10,8 +10,11 @@ SAMPLES = ROOT / "samples"
 # The series, in teaching order. Each assignment holds one notebook of the same name.
 ASSIGNMENTS = ["resnet18", "bottleneck"]
 
-# The module whose parts the test cells of each assignment call (as `check`).
-CHECK_MODULES = {"resnet18": "autograder.student.checks.resnet18", "bottleneck": "autograder.student.checks.bottleneck"}
+# The modules whose parts the test cells of each assignment call, by the name a cell calls them
+# through: `check` (visible tests, the student runtime) and `hidden` (hidden tests, the grader).
+CHECK_MODULES = {assignment: {"check": f"autograder.student.checks.{assignment}",
+                              "hidden": f"autograder.grade.hidden.{assignment}"}
+                 for assignment in ASSIGNMENTS}
 
 
 def assignments():

@@ -150,6 +150,12 @@ def _hidden_marker_answers():
     return answers
 
 
+def _student_edition_notebook(folder):
+    from autograder.assign.publish import publish
+    publish("students", folder, "example-course/resnet-students")
+    return nbformat.read(folder / "release" / "resnet18" / "resnet18.ipynb", as_version=4)
+
+
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory):
     root = tmp_path_factory.mktemp("batch")
@@ -157,8 +163,11 @@ def batch(tmp_path_factory):
     inbox = root / "inbox"
     inbox.mkdir()
     release = _release()
+    edition = _student_edition_notebook(root / "edition")
     for student, path in samples("resnet18", course.SAMPLES).items():
         nbformat.write(fill(release, read_answers(path)), inbox / f"{student}.ipynb")
+        # The same answers in the notebook students get from the published edition.
+        nbformat.write(fill(edition, read_answers(path)), inbox / f"edition_{student}.ipynb")
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
@@ -203,6 +212,15 @@ def test_samples_get_the_same_scores_as_plain_nbgrader(batch):
     expected = json.loads((course.SAMPLES / "resnet18" / "expected_scores.json").read_text())
     for student, parts in expected.items():
         assert _parts(batch["rows"][f"{student}.ipynb"]) == parts, student
+
+
+def test_notebooks_from_the_student_edition_get_the_same_scores(batch):
+    students = samples("resnet18", course.SAMPLES)
+    assert students
+    for student in students:
+        row = batch["rows"][f"edition_{student}.ipynb"]
+        assert row["status"] == "graded" and "repaired" not in row["notes"].lower(), row
+        assert _parts(row) == _parts(batch["rows"][f"{student}.ipynb"]), student
 
 
 @pytest.mark.parametrize("attack", sorted(EXPECTED_ATTACKS))

@@ -33,9 +33,12 @@ sys.path.insert(0, str(ROOT))
 import nbformat  # noqa: E402
 
 from autograder.student.checks import bottleneck as checks  # noqa: E402
+from autograder.grade.hidden import bottleneck as hidden_checks  # noqa: E402
 from autograder.student.checking import CheckFailed, quiet_stderr  # noqa: E402
 from autograder.student.parts import judge_safely  # noqa: E402
 from autograder.assign.samples import read_answers  # noqa: E402
+
+ALL_PARTS = {**checks.PARTS, **hidden_checks.PARTS}  # visible and hidden parts, by name
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -194,11 +197,11 @@ def test_preact_self_check(capsys):
 def test_reference_block_counts():
     """The published counts follow from the per-block formula."""
     stem = 27 * 64 + 64 + 4 * 64
-    blocks = [checks.bottleneck_counts(c_in, c, proj) for c_in, (c, _, proj)
-              in zip([64, 256, 256, 512], checks.SMALL_RESNET_UNITS)]
+    blocks = [hidden_checks.bottleneck_counts(c_in, c, proj) for c_in, (c, _, proj)
+              in zip([64, 256, 256, 512], hidden_checks.SMALL_RESNET_UNITS)]
     total = stem + sum(b[0] for b in blocks) + 512 * 10 + 10
     frozen = 2 * 64 + sum(b[2] for b in blocks)
-    assert (total, total - frozen, frozen) == checks.SMALL_RESNET_COUNTS
+    assert (total, total - frozen, frozen) == hidden_checks.SMALL_RESNET_COUNTS
 
 
 # ------------------------------------------------- parts under secret challenges
@@ -239,7 +242,7 @@ def secret_run(space, rng_seed):
     """{part: (challenge, observation, CPU seconds)} with challenges drawn as the batch grader draws them."""
     rng = onp.random.default_rng(rng_seed)
     runs = {}
-    for name, part in checks.PARTS.items():
+    for name, part in ALL_PARTS.items():
         challenge = part.challenge(rng)
         start = time.process_time()
         observation = observe(part, space[PARTS[name][0]], challenge)
@@ -257,17 +260,18 @@ def test_parts_are_the_notebooks_checks():
     for cell in CELLS.values():
         for node in ast.walk(ast.parse(cell.source)):
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "check"):
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id in ("check", "hidden")):
                 called.add((node.func.attr, node.args[0].id))
                 grade = cell.metadata["nbgrader"].get("grade_id") if cell.metadata["nbgrader"]["grade"] else None
                 assert PARTS[node.func.attr] == (node.args[0].id, grade)
-    assert {name for name, _ in called} == set(checks.PARTS) == set(PARTS)
-    for name, part in checks.PARTS.items():
-        assert getattr(checks, name) == part.check
+    assert {name for name, _ in called} == set(ALL_PARTS) == set(PARTS)
+    for name, part in ALL_PARTS.items():
+        module = checks if name in checks.PARTS else hidden_checks
+        assert getattr(module, name) == part.check
 
 
 def test_fixed_challenge_is_fixed_and_secret_ones_differ():
-    for name, part in checks.PARTS.items():
+    for name, part in ALL_PARTS.items():
         assert part.challenge(None) == part.challenge(None)
         json.dumps(part.challenge(onp.random.default_rng(1)))
         if name in BEHAVIOUR:
@@ -278,7 +282,7 @@ def test_fixed_challenge_is_fixed_and_secret_ones_differ():
 @pytest.mark.parametrize("sample", sorted(EXPECTED_FAILURES))
 def test_secret_challenges_grade_samples_as_the_notebook_does(secret, sample):
     failed = {PARTS[name][1]: verdict for name, (challenge, observation, _) in secret[sample].items()
-              for verdict in [judge_safely(checks.PARTS[name], challenge, observation)]
+              for verdict in [judge_safely(ALL_PARTS[name], challenge, observation)]
               if verdict is not None and PARTS[name][1]}
     assert set(failed) == EXPECTED_FAILURES[sample], failed
 
@@ -286,14 +290,14 @@ def test_secret_challenges_grade_samples_as_the_notebook_does(secret, sample):
 @pytest.mark.parametrize("sample", ["correct_reference", "correct_styled"])
 def test_correct_answers_pass_every_secret_challenge_quickly_with_small_observations(secret, sample):
     for name, (challenge, observation, seconds) in secret[sample].items():
-        assert judge_safely(checks.PARTS[name], challenge, observation) is None, name
+        assert judge_safely(ALL_PARTS[name], challenge, observation) is None, name
         assert len(json.dumps(observation)) < 1_000_000, name
         assert seconds < 5, (name, seconds)
 
 
 @pytest.mark.parametrize("name", BEHAVIOUR)
 def test_replayed_observations_fail_another_secret_challenge(secret, name):
-    part = checks.PARTS[name]
+    part = ALL_PARTS[name]
     for sample in ("correct_reference", "correct_styled"):
         _, observation, _ = secret[sample][name]
         verdict = judge_safely(part, part.challenge(onp.random.default_rng(OTHER)), observation)
@@ -306,7 +310,7 @@ def test_single_mistakes_fail_only_their_exercise_under_secret_challenges(varian
     space = namespace("correct_reference")
     exec(read_answers(SAMPLES / "correct_reference.py")[section].replace(old, new), space)
     failed = {PARTS[name][1]: verdict for name, (challenge, observation, _) in secret_run(space, OTHER).items()
-              for verdict in [judge_safely(checks.PARTS[name], challenge, observation)]
+              for verdict in [judge_safely(ALL_PARTS[name], challenge, observation)]
               if verdict is not None and PARTS[name][1]}
     assert cell in failed and words in failed[cell], failed
     assert all(g.startswith(section) for g in failed), failed
@@ -342,7 +346,7 @@ def _mutated(observation, path, replacement):
 
 @pytest.mark.parametrize("name", sorted(PARTS))
 def test_judges_raise_only_check_failed_on_malformed_observations(secret, name):
-    part = checks.PARTS[name]
+    part = ALL_PARTS[name]
     rng = onp.random.default_rng(5)
     challenge, observation, _ = secret["correct_reference"][name]
     mutations = list(_mutations(observation, rng))

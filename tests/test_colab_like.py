@@ -3,10 +3,13 @@
 The main test builds a Colab-like Python (``scripts/colab_like_env.sh``: Python
 3.12, NumPy 2, SciPy, pandas, matplotlib, IPython 9; cached in
 ``.colab-venv/``) and runs every release notebook in a kernel of it, with the
-reference answers filled in, through the notebooks' own setup cell:
+reference answers filled in, through the notebooks' own setup cell. The
+notebooks and the package come from the published student edition
+(``python -m autograder publish students``), as students get them:
 ``RESNET_COURSE_SETUP=1`` makes the cell act as on Colab, and
-``RESNET_COURSE_PACKAGE`` makes it pip-install this package from a copy of
-the checkout's source instead of GitHub's archive of it. One notebook runs
+``RESNET_COURSE_PACKAGE`` makes it pip-install the runtime from the edition's
+folder instead of GitHub's archive of the edition's repository. A typical
+mistake then makes a visible test fail with its message. One notebook runs
 with a fake ``nvidia-smi`` reporting an H100, a GPU MXNet has no kernels for,
 so the setup must fall back to the CPU build in one sentence. mxnet and d2l are removed from that Python first,
 so the setup cell really installs them (``--no-deps``) and loads the NumPy 2
@@ -46,7 +49,7 @@ ROOT = course.ROOT
 # checkout itself unless overridden (to try an uncommitted build elsewhere).
 PACKAGE = Path(os.environ.get("COLAB_LIKE_PACKAGE", ROOT))
 RELEASE = Path(os.environ.get("COLAB_LIKE_RELEASE", PACKAGE / "release"))
-COURSE_DISTRIBUTIONS = ["mxnet", "mxnet-cu112", "d2l", "resnet-course-autograder"]
+COURSE_DISTRIBUTIONS = ["mxnet", "mxnet-cu112", "d2l", "resnet-course-autograder", "resnet-course-runtime"]
 
 
 # --- the Colab-like Python -------------------------------------------------------------------
@@ -244,10 +247,10 @@ def test_boilerplate_is_idempotent_and_locked(tmp_path):
     assert derived.cells[-1].id not in boilerplate.CELL_IDS
 
 
-def test_boilerplate_names_the_repository_once():
-    assert re.fullmatch(r"[\w.-]+/[\w.-]+", boilerplate.REPOSITORY)
+def test_boilerplate_names_the_unpublished_repository_once():
+    assert re.fullmatch(r"[\w.-]+/[\w.-]+", boilerplate.UNPUBLISHED.repository)
     text = Path(boilerplate.__file__).read_text()
-    assert text.count(boilerplate.REPOSITORY) == 1
+    assert text.count(boilerplate.UNPUBLISHED.repository) == 1
 
 
 def test_setup_cell_does_nothing_outside_colab(tmp_path):
@@ -559,10 +562,22 @@ def kernel_spec(folder, python, env):
 FAKE_GPU = {"bottleneck": "NVIDIA H100 80GB HBM3, 9.0"}
 
 
-def runnable_release(assignment):
-    """The release notebook with the reference answers, its training switched on and cut to one tiny epoch."""
-    nb = nbformat.read(RELEASE / assignment / f"{assignment}.ipynb", as_version=4)
+# Per assignment: a typical mistake's sample, the answer cell it changes, and the visible check it fails.
+MISTAKES = {"resnet18": ("downsample_every_stage", "resnet_block", "resnet_block_demo(resnet_block)"),
+            "bottleneck": ("no_expansion", "bottleneck", "bottleneck_demo_shapes(Bottleneck)")}
+MISTAKE_MARK = "visible test on the mistake:"
+
+
+def runnable_release(edition, assignment):
+    """The edition's notebook with the reference answers, its training switched on and cut to one tiny
+    epoch, and at the end a typical mistake run through a visible check."""
+    nb = nbformat.read(edition / "release" / assignment / f"{assignment}.ipynb", as_version=4)
     nb = samples.fill(nb, samples.read_answers(ROOT / "samples" / assignment / "correct_reference.py"))
+    sample, cell_id, call = MISTAKES[assignment]
+    wrong = samples.read_answers(ROOT / "samples" / assignment / f"{sample}.py")[cell_id]
+    nb.cells += [nbformat.v4.new_code_cell(wrong),
+                 nbformat.v4.new_code_cell(f"try:\n    check.{call}\nexcept AssertionError as error:\n"
+                                           f"    print({MISTAKE_MARK!r}, error)")]
     return with_tiny_training(nb)
 
 
@@ -572,25 +587,19 @@ def _printed(cell, name="stdout"):
 
 
 @pytest.fixture(scope="session")
-def package_source(tmp_path_factory):
-    """A copy of the package's source tree, as in the repository's zip archive, for the setup cell to install.
-
-    (pip builds a local folder in place, which would leave build/ in the checkout.)
-    """
-    folder = tmp_path_factory.mktemp("package") / "resnet-course"
-    folder.mkdir()
-    for name in ("pyproject.toml", "README.md", "setup.cfg", "setup.py", "MANIFEST.in"):
-        if (PACKAGE / name).exists():
-            shutil.copy(PACKAGE / name, folder / name)
-    shutil.copytree(PACKAGE / "autograder", folder / "autograder",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+def student_edition(tmp_path_factory):
+    """The published student edition, as in its repository's zip archive: the notebooks students open
+    and the folder the setup cell installs the runtime from."""
+    from autograder.assign.publish import publish
+    folder = tmp_path_factory.mktemp("edition") / "resnet-course-students"
+    publish("students", folder, "example-course/resnet-students")
     return folder
 
 
 @pytest.mark.parametrize("assignment", course.assignments())
-def test_release_notebook_runs_in_colab_like_python(colab_python, package_source, assignment, tmp_path,
+def test_release_notebook_runs_in_colab_like_python(colab_python, student_edition, assignment, tmp_path,
                                                      monkeypatch):
-    nb = runnable_release(assignment)
+    nb = runnable_release(student_edition, assignment)
     setup = [c for c in nb.cells if c.get("id") == boilerplate.SETUP_ID]
     assert setup, f"release/{assignment} has no Colab setup cell: run `python -m autograder build`"
     # A fresh runtime: none of the course's packages installed.
@@ -609,7 +618,7 @@ def test_release_notebook_runs_in_colab_like_python(colab_python, package_source
         (tmp_path / "bin" / "nvidia-smi").write_text(f"#!/bin/sh\necho '{fake_gpu}'\n")
         (tmp_path / "bin" / "nvidia-smi").chmod(0o755)
         path = f"{tmp_path / 'bin'}{os.pathsep}{path}"
-    env = {"RESNET_COURSE_SETUP": "1", "RESNET_COURSE_PACKAGE": str(package_source), "RESNET_COURSE_DEVICE": "auto",
+    env = {"RESNET_COURSE_SETUP": "1", "RESNET_COURSE_PACKAGE": str(student_edition), "RESNET_COURSE_DEVICE": "auto",
            "RESNET_DATA_DIR": str(data_dir), "MPLBACKEND": "Agg", "HOME": str(tmp_path / "home"),
            "PATH": path, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     for name in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_CONFIG_FILE", "PIP_CERT",
@@ -641,6 +650,8 @@ def test_release_notebook_runs_in_colab_like_python(colab_python, package_source
         assert len(fallback) == 1 and "no GPU kernels for the NVIDIA H100" in fallback[0], setup_out
     else:
         assert not fallback, setup_out
+    mistake = _printed(nb.cells[-1])
+    assert mistake.startswith(MISTAKE_MARK) and "expected" in mistake, mistake
     visible = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")
                and any(line.strip() and not line.lstrip().startswith("#") for line in c.source.splitlines())]
     assert visible

@@ -7,9 +7,12 @@ the right message, on code that is wrong in one specific way.
 import pytest
 
 from autograder.student.checks import resnet18 as checks
+from autograder.grade.hidden import resnet18 as hidden_checks
 from autograder.student.checking import CheckFailed
 from autograder.course import SAMPLES
 from autograder.assign.samples import read_answers
+
+ALL_PARTS = {**checks.PARTS, **hidden_checks.PARTS}  # visible and hidden parts, by name
 
 PRELUDE = "from mxnet import autograd, gluon, np, npx\nfrom mxnet.gluon import nn\nnpx.set_np()\n"
 
@@ -38,7 +41,7 @@ def failures(space):
     failed = {}
     for check, name in CHECKS:
         try:
-            getattr(checks, check)(space[name])
+            ALL_PARTS[check].check(space[name])
         except CheckFailed as error:
             failed[check] = str(error)
     return failed
@@ -183,7 +186,7 @@ def test_secret_challenges_pass_correct_code_and_replays_fail():
     for seed in range(4):
         rng = onp.random.default_rng(seed)
         for check, name in CHECKS:
-            part = checks.PARTS[check]
+            part = ALL_PARTS[check]
             challenge = part.challenge(rng)
             observation = observe_safely(part.observe, space[name], challenge)
             assert judge_safely(part, challenge, observation) is None, (seed, check)
@@ -195,7 +198,7 @@ def test_secret_challenges_pass_correct_code_and_replays_fail():
 
 def test_judges_survive_malformed_observations():
     from autograder.student.parts import judge_safely
-    for part in checks.PARTS.values():
+    for part in ALL_PARTS.values():
         challenge = part.challenge(None)
         for forged in [None, {}, {"shapes": "x"}, {"outputs": [{"output": "nan"}]}, {"error": "X"}, [1, 2]]:
             verdict = judge_safely(part, challenge, forged)

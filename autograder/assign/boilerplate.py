@@ -21,13 +21,31 @@ carry Jupyter's ``editable: false`` and ``deletable: false``. The self-study
 variant has no nbgrader metadata (like the rest of that notebook) and no
 submission cells.
 
-The repository is named once, here: :data:`REPOSITORY`.
+Where the links point is a :class:`Home`: a GitHub repository and branch.
+This private repository's own copies (``source/``, ``release/``,
+``notebooks/``) point at :data:`UNPUBLISHED`, a name that exists nowhere;
+``python -m autograder publish`` points every published notebook at the
+public repository it is published to (:func:`point_at`).
 """
 import copy
+from typing import NamedTuple
 
-# The GitHub repository ("owner/name") the course is published from, and its branch.
-REPOSITORY = "resnet-course/resnet-gluon"
-BRANCH = "main"
+
+class Home(NamedTuple):
+    """A GitHub repository ("owner/name") and branch that notebooks open from and the runtime installs from."""
+    repository: str
+    branch: str = "main"
+
+    def colab_url(self, path):
+        """Colab's link that opens the notebook at ``path`` in the repository straight from GitHub."""
+        return f"https://colab.research.google.com/github/{self.repository}/blob/{self.branch}/{path}"
+
+    def package_url(self):
+        """What the setup cell gives to pip: the branch as a zip archive (no git needed)."""
+        return f"https://github.com/{self.repository}/archive/refs/heads/{self.branch}.zip"
+
+
+UNPUBLISHED = Home("unpublished/resnet-course")
 
 BADGE_ID = "colab-badge"
 SETUP_ID = "colab-setup"
@@ -49,32 +67,21 @@ def notebook_path(assignment, variant="release"):
     raise ValueError(f"variant must be one of {VARIANTS}, not {variant!r}")
 
 
-def colab_url(assignment, variant="release"):
-    """Colab's link that opens the notebook straight from GitHub."""
-    return (f"https://colab.research.google.com/github/{REPOSITORY}/blob/{BRANCH}/"
-            f"{notebook_path(assignment, variant)}")
-
-
-def package_url():
-    """What the setup cell gives to pip: the repository's branch as a zip archive (no git needed)."""
-    return f"https://github.com/{REPOSITORY}/archive/refs/heads/{BRANCH}.zip"
-
-
-def badge_source(assignment, variant="release"):
-    return (f"[![Open In Colab]({BADGE_IMAGE})]({colab_url(assignment, variant)})\n"
+def badge_source(colab_url):
+    return (f"[![Open In Colab]({BADGE_IMAGE})]({colab_url})\n"
             "\n"
             "*In Google Colab*, run the setup cell below first: it installs MXNet 1.9.1 and d2l "
             "(about a minute; a few minutes on a GPU runtime, which makes the training much faster). "
             "*In Jupyter on your own computer* it does nothing.")
 
 
-def setup_source():
+def setup_source(home=UNPUBLISHED):
     return f'''# @title Setup for Google Colab: run this cell first {{ display-mode: "form" }}
 # On Colab it installs MXNet 1.9.1, d2l 1.0.3 and the course's checks; elsewhere it does nothing.
 import importlib, os, subprocess, sys
 if "google.colab" in sys.modules or os.environ.get("RESNET_COURSE_SETUP"):
     _pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--upgrade",
-                           os.environ.get("RESNET_COURSE_PACKAGE", "{package_url()}")],
+                           os.environ.get("RESNET_COURSE_PACKAGE", "{home.package_url()}")],
                           capture_output=True, text=True)
     if _pip.returncode:
         raise SystemExit("Setup failed: the course package could not be installed "
@@ -122,9 +129,10 @@ def _locked_metadata(grade_id, variant, extra=None):
 
 
 def cells(assignment, variant="release"):
-    """The boilerplate cells for one notebook: (first cells, last cells)."""
+    """The boilerplate cells for one notebook of this repository: (first cells, last cells)."""
     import nbformat
-    badge = nbformat.v4.new_markdown_cell(badge_source(assignment, variant), id=BADGE_ID,
+    url = UNPUBLISHED.colab_url(notebook_path(assignment, variant))
+    badge = nbformat.v4.new_markdown_cell(badge_source(url), id=BADGE_ID,
                                           metadata=_locked_metadata(BADGE_ID, variant))
     setup = nbformat.v4.new_code_cell(setup_source(), id=SETUP_ID,
                                       metadata=_locked_metadata(SETUP_ID, variant, {"cellView": "form"}))
@@ -160,3 +168,20 @@ def apply(nb, assignment, variant="release"):
     if (nb.get("nbformat"), nb.get("nbformat_minor", 0)) < (4, 5):
         nb.nbformat, nb.nbformat_minor = 4, 5  # cell ids need nbformat 4.5
     return nb
+
+
+def point_at(nb, home, path):
+    """Point the badge and setup cell of ``nb`` (as built) at ``home``, the notebook being at ``path``
+    there. Returns the changed cells (their nbgrader checksums, if any, need recomputing)."""
+    sources = {BADGE_ID: badge_source(home.colab_url(path)), SETUP_ID: setup_source(home)}
+    changed = []
+    for cell in nb.cells:
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        key = cell.get("id") if cell.get("id") in sources else grade_id
+        if key in sources and cell.source != sources[key]:
+            cell.source = sources[key]
+            changed.append(cell)
+    missing = set(sources) - {cell.get("id") for cell in nb.cells}
+    if missing:
+        raise ValueError(f"the notebook lacks the boilerplate cells {sorted(missing)}: rebuild it")
+    return changed

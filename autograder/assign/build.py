@@ -1,9 +1,11 @@
 """Everything derived from source/, made by one command (``python -m autograder build``).
 
 * ``release/<a>/<a>.ipynb``: the student version, made by nbgrader itself.
-* ``notebooks/<a>.ipynb``: the self-study version: solutions kept, nbgrader
-  markers, metadata, hidden tests and cells tagged ``assignment-only`` removed, every cell executed except the
-  ones tagged ``skip-execution`` (they need the real data set).
+* ``notebooks/<a>.ipynb``: the self-study version, which reads as a book:
+  solutions kept; nbgrader markers, metadata, hidden tests, cells tagged
+  ``assignment-only``, points and the code branches that only run during
+  grading removed; every cell executed except the ones tagged
+  ``skip-execution`` (they need the real data set).
 * ``autograder/student/gradable_cells/<a>.json``: what the notebooks' self-check
   compares a student's notebook with.
 
@@ -13,8 +15,10 @@ The Colab badge, setup cell and self-check of every notebook are owned by
 The tests rebuild both into a temporary folder and fail if the committed
 copies differ.
 """
+import ast
 import re
 import shutil
+import textwrap
 import tempfile
 from pathlib import Path
 
@@ -29,6 +33,12 @@ from ..grade.nbgrader_cli import nbgrader
 
 SOLUTION_MARKER = re.compile(r"^\s*### (BEGIN|END) SOLUTION\s*$")
 HIDDEN_REGION = re.compile(r"^\s*### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS[^\n]*\n?", re.S | re.M)
+# Assignment wording a book reader should not see, in markdown cells: (pattern, replacement).
+BOOK_WORDING = [(re.compile(r" \(\d+ points?\)"), ""),
+                (re.compile(r" \(optional, not graded\)"), " (optional)"),
+                (re.compile(r" \(not graded\)"), ""),
+                (re.compile(r"\bIn this assignment\b"), "In this notebook")]
+GRADING_FLAG = "NBGRADER_EXECUTION"
 
 
 def refresh_boilerplate():
@@ -55,6 +65,31 @@ def generate_release(out_dir):
         shutil.copytree(work / "release", out_dir)
 
 
+def without_grading_branch(code):
+    """``code`` with each top-level ``if <...NBGRADER_EXECUTION...>: ... else: ...`` replaced by
+    its ``else`` body: a reader's notebook is never graded. An ``import os`` left unused goes too."""
+    tree = ast.parse(code)
+    lines = code.splitlines()
+    for node in reversed(tree.body):
+        if isinstance(node, ast.If) and GRADING_FLAG in ast.get_source_segment(code, node.test):
+            body = "\n".join(lines[node.orelse[0].lineno - 1:node.end_lineno]) if node.orelse else ""
+            lines[node.lineno - 1:node.end_lineno] = textwrap.dedent(body).splitlines()
+    text = "\n".join(lines)
+    if not re.search(r"\bos\.", text):
+        text = re.sub(r"^import os\n\n?", "", text, flags=re.M)
+    return text
+
+
+def as_book(cell):
+    """A cell of the self-study notebook, without the assignment's wording and grading branches."""
+    if cell.cell_type == "markdown":
+        for pattern, replacement in BOOK_WORDING:
+            cell.source = pattern.sub(replacement, cell.source)
+    elif cell.cell_type == "code" and GRADING_FLAG in cell.source:
+        cell.source = without_grading_branch(cell.source)
+    return cell
+
+
 def self_study(source_nb):
     """The complete reading version of a source notebook, not yet executed."""
     nb = nbformat.read(source_nb, as_version=4)
@@ -71,7 +106,7 @@ def self_study(source_nb):
             if grading.get("grade") and only_comments:
                 continue  # a hidden-test cell: nothing left for a reader
         cell.source = text.strip("\n")
-        cells.append(cell)
+        cells.append(as_book(cell))
     nb.cells = cells
     return boilerplate.apply(nb, Path(source_nb).stem, variant="self-study")
 

@@ -1,7 +1,7 @@
 """From a submission to verdicts the student's code cannot forge.
 
 ``plan`` reads, from the trusted source notebook, which parts each graded
-cell checks (its ``check.<part>(<name>)`` calls). ``job`` turns a submission
+cell checks (its ``check.<part>(<name>)`` and ``hidden.<part>(<name>)`` calls). ``job`` turns a submission
 into work for a sandboxed worker: its code cells to run, and in place of
 each graded cell a probe that only observes. ``verdicts`` judges the
 observations in this process, which never imports student code, against
@@ -26,6 +26,7 @@ def _nbgrader(cell):
 def plan(assignment):
     """{grade_id: [(part, variable), ...]} for every graded cell of the source notebook."""
     nb = nbformat.read(course.source_notebook(assignment), as_version=4)
+    modules = course.CHECK_MODULES[assignment]
     calls = {}
     for cell in nb.cells:
         if not _nbgrader(cell).get("grade"):
@@ -33,11 +34,11 @@ def plan(assignment):
         found = []
         for node in ast.walk(ast.parse(cell.source)):
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "check"):
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id in modules):
                 names = [a.id for a in node.args if isinstance(a, ast.Name)]
                 if len(names) != 1:
                     raise ValueError(f"{assignment}: graded cell {_nbgrader(cell)['grade_id']} must call "
-                                     "check.<part>(<name>) with one name")
+                                     "check.<part>(<name>) or hidden.<part>(<name>) with one name")
                 found.append((node.func.attr, names[0]))
         if not found:
             raise ValueError(f"{assignment}: graded cell {_nbgrader(cell)['grade_id']} calls no check")
@@ -45,14 +46,22 @@ def plan(assignment):
     return calls
 
 
-def parts_module(assignment):
-    return importlib.import_module(course.CHECK_MODULES[assignment])
+def parts_of_modules(modules):
+    """Every part of the given check modules, by name (visible and hidden parts have distinct names)."""
+    parts = {}
+    for module in modules:
+        parts.update(importlib.import_module(module).PARTS)
+    return parts
+
+
+def all_parts(assignment):
+    return parts_of_modules(course.CHECK_MODULES[assignment].values())
 
 
 def draw_challenges(assignment, seed=None):
     """A fresh secret challenge for every part of the assignment."""
     rng = onp.random.default_rng(seed)
-    return {name: part.challenge(rng) for name, part in parts_module(assignment).PARTS.items()}
+    return {name: part.challenge(rng) for name, part in all_parts(assignment).items()}
 
 
 # Cells the grader does not run: training that needs the real data, and demonstrations of
@@ -71,7 +80,7 @@ def job(nb, assignment, calls, challenges, limits):
         elif (cell.cell_type == "code" and not SKIPPED_TAGS & set(cell.metadata.get("tags", []))
               and cell.get("id") not in SKIPPED_CELLS):
             cells.append({"index": index, "kind": "code", "source": cell.source})
-    return {"checks_module": course.CHECK_MODULES[assignment], "cells": cells,
+    return {"checks_modules": sorted(course.CHECK_MODULES[assignment].values()), "cells": cells,
             "challenges": challenges, "limits": asdict(limits)}
 
 
@@ -84,7 +93,7 @@ STOPPED = {"timeout": "the notebook ran out of time before reaching this cell",
 
 def verdicts(nb, assignment, job_, outcome):
     """{"cells": {grade_id: {"passed", "messages"}}, "outputs": {index: record}, "note": str or None}."""
-    parts = parts_module(assignment).PARTS
+    parts = all_parts(assignment)
     by_position = {i: cell["index"] for i, cell in enumerate(job_["cells"])}
     observations, outputs = {}, {}
     for record in outcome.records:

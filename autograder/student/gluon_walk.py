@@ -70,17 +70,6 @@ def put(param, value):
     param.set_data(mnp.array(value, dtype=param.dtype))
 
 
-def parameter_counts(net):
-    """(total, trainable, non-trainable) numbers of scalars in an initialised net."""
-    total = trainable = 0
-    for param in net.collect_params().values():
-        size = int(onp.prod(param.shape))
-        total += size
-        if param.grad_req != "null":
-            trainable += size
-    return total, trainable, total - trainable
-
-
 def set_canonical(block, seed):
     """Give every convolution, batch norm and dense layer of ``block`` the
     canonical test values for ``seed`` (see parts.canonical)."""

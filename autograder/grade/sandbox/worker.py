@@ -56,8 +56,9 @@ def _warm_up():
     from IPython.core.interactiveshell import InteractiveShell  # noqa: F401
     from ... import course
     import importlib
-    for module in course.CHECK_MODULES.values():
-        importlib.import_module(module)
+    for modules in course.CHECK_MODULES.values():
+        for module in modules.values():
+            importlib.import_module(module)
 
 
 # ------------------------------------------------------------------ child
@@ -69,11 +70,11 @@ def _execute(job, out):
     import io
     from IPython.core.interactiveshell import InteractiveShell
     from ...student.parts import observe_safely
+    from ..trusted import parts_of_modules
 
-    checks = importlib.import_module(job["checks_module"])
     # Bind each part's observer before any student code runs; what the code patches later
     # can only make its own observations wrong, never a verdict right (the judge is elsewhere).
-    observers = {name: part.observe for name, part in checks.PARTS.items()}
+    observers = {name: part.observe for name, part in parts_of_modules(job["checks_modules"]).items()}
     shell = InteractiveShell.instance()
     shell.showtraceback = lambda *a, **k: None
 
