@@ -42,7 +42,8 @@ EXPECTED_ATTACKS = {
     "network": STOPPED_AT_RESIDUAL,
     "exits_early": dict(FULL, parameter_counts=0),  # SystemExit ends the cell, not the notebook
     "hard_exit": STOPPED_AT_COUNTS, "kills_itself": STOPPED_AT_COUNTS,
-    "kills_the_grader": STOPPED_AT_COUNTS, "infinite_loop": STOPPED_AT_COUNTS,
+    # The worker is the sandbox's init, which the kernel shields from the notebook's signals.
+    "kills_the_grader": dict(FULL, parameter_counts=0), "infinite_loop": STOPPED_AT_COUNTS,
     # The limit holds; whether the notebook survives its MemoryError (and scores the whole
     # network) depends on where the last allocation failed, so this one is an upper bound.
     "memory_bomb": dict(FULL, parameter_counts=0),
@@ -241,7 +242,7 @@ def test_attacks_are_all_in_the_suite():
 
 def test_stopped_notebooks_say_why(batch):
     assert "ran out of time" in batch["rows"]["attack_infinite_loop.ipynb"]["notes"]
-    assert "killed" in batch["rows"]["attack_kills_the_grader.ipynb"]["notes"]
+    assert batch["rows"]["attack_kills_the_grader.ipynb"]["notes"] == ""  # its worker went on
     assert "too many files" in batch["rows"]["attack_file_flood.ipynb"]["notes"]
 
 

@@ -11,7 +11,8 @@ Each worker runs ``autograder.grade.sandbox.worker`` inside bubblewrap
   tests, the gradebook and other students' files are simply not there;
 * its own pid, IPC and UTS namespaces: it cannot see or signal the grader
   or anything else on the machine, and everything in it dies with it (a
-  worker ends when the grader closes its input, even if the grader is killed);
+  worker ends when the grader closes its input, even if the grader is killed).
+  The worker is the namespace's pid 1, so the notebooks it runs cannot kill it;
 * its own user namespace, as an unprivileged user with no capabilities, in
   which no further user namespace can be made (so no tmpfs of its own);
 
@@ -152,7 +153,7 @@ def _readonly_roots():
 
 def _bwrap_command(disk_bytes):
     command = ["bwrap", "--unshare-all", "--unshare-user", "--uid", "1000", "--gid", "1000",
-               "--cap-drop", "ALL", "--new-session", "--proc", "/proc", "--dev", "/dev"]
+               "--cap-drop", "ALL", "--new-session", "--as-pid-1", "--proc", "/proc", "--dev", "/dev"]
     if _bwrap_caps_tmpfs():
         command += ["--disable-userns", "--size", str(SHM_BYTES), "--tmpfs", "/dev/shm",
                     "--size", str(disk_bytes), "--tmpfs", "/tmp"]

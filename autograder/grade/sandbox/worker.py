@@ -308,6 +308,9 @@ def _run_job(job, send):
 def main():
     protocol = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # nothing else may write into the protocol
+    # In the sandbox this worker is the pid namespace's init, which the kernel shields from every
+    # signal sent inside the sandbox that it has no handler for: so no handler at all.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     _prctl(PR_SET_DUMPABLE, 0)
     _warm_up()
