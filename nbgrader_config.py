@@ -5,9 +5,9 @@ Instructors can run plain nbgrader commands from the repository root
 the course's own commands (``python -m autograder ...``) use this file too.
 """
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
-from nbgrader.preprocessors import ClearHiddenTests, GetGrades
+from nbgrader.preprocessors import GetGrades
 
-from autograder.grade.feedback import ShortTracebacks
+from autograder.grade.feedback import ClearHiddenTestsInTestCells, ShortTracebacks
 
 c = get_config()  # noqa: F821 (provided by nbgrader)
 
@@ -19,8 +19,9 @@ c.Execute.timeout = 120
 c.Execute.interrupt_on_timeout = True
 
 # Feedback shows which parts failed and why, never the hidden test code:
-# hidden regions are removed and tracebacks cut to the final message.
-c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, ShortTracebacks,
+# hidden regions are removed (from the test cells only: a student's own code may
+# contain the marker text) and tracebacks cut to the final message.
+c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTestsInTestCells, ShortTracebacks,
                                     CSSHTMLHeaderPreprocessor]
 c.ClearHiddenTests.enforce_metadata = False
 

@@ -3,6 +3,13 @@ import argparse
 import sys
 
 
+def _positive(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -22,11 +29,15 @@ def main(argv=None):
     grade.add_argument("--roster", help="CSV with columns student_id and match (or file) to name students")
     grade.add_argument("--jobs", type=int, default=None, help="parallel workers (default: all cores)")
     grade.add_argument("--force", action="store_true", help="regrade submissions already graded and unchanged")
-    grade.add_argument("--timeout", type=int, default=180, help="wall-clock seconds per submission")
-    grade.add_argument("--cpu", type=int, default=300, help="CPU seconds per submission")
-    grade.add_argument("--memory", type=int, default=4096, help="memory limit per submission, MiB")
+    grade.add_argument("--timeout", type=int, default=180, help="wall-clock seconds per submission (default: 180)")
+    grade.add_argument("--cpu", type=int, default=300, help="CPU seconds per submission (default: 300)")
+    grade.add_argument("--memory", type=int, default=4096, help="memory limit per submission, MiB (default: 4096)")
+    grade.add_argument("--processes", type=_positive, default=256,
+                       help="processes and threads a submission may start (default: 256)")
+    grade.add_argument("--disk", type=_positive, default=256,
+                       help="MiB a submission may write to its private /tmp, held in memory (default: 256)")
     grade.add_argument("--no-sandbox", action="store_true",
-                       help="run without bubblewrap (no file-system or network isolation; rlimits only)")
+                       help="run without bubblewrap (no file-system, network or disk isolation; rlimits only)")
     grade.add_argument("--no-progress", action="store_true", help="no progress bar")
     publish = commands.add_parser(
         "publish", help="write the student or self-study edition: a public repository without the answers",
@@ -49,7 +60,8 @@ def main(argv=None):
         rows = run_grade(args.assignment, args.inputs, course_dir=args.course_dir or course.ROOT,
                          roster=args.roster, jobs=args.jobs, force=args.force,
                          limits=Limits(wall_seconds=args.timeout, cpu_seconds=args.cpu,
-                                       memory_bytes=args.memory << 20),
+                                       memory_bytes=args.memory << 20, processes=args.processes,
+                                       disk_bytes=args.disk << 20),
                          sandbox=not args.no_sandbox, progress=not args.no_progress)
         graded = sum(r["status"] == "graded" for r in rows)
         print(f"{len(rows)} files: {graded} graded, {len(rows) - graded} not gradable. "

@@ -4,14 +4,18 @@ One batch is graded for the whole module (it takes about a minute): the
 bundled samples must get exactly the scores plain nbgrader gives them, every
 input file must get exactly one row, broken files a clear reason, and no
 attack may raise a score, reach the instructor's files or the network, leave
-a process behind, or stop the batch.
+a process behind, take the host's free processes, disk or memory, or stop the
+batch. What the host has is sampled while the batch runs.
 """
 import copy
 import csv
 import json
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
+import threading
 from pathlib import Path
 
 import nbformat
@@ -21,7 +25,7 @@ from autograder import course
 from autograder.assign.demo import prepare_course
 from autograder.grade.batch import grade
 from autograder.assign.samples import fill, read_answers, samples
-from autograder.grade.sandbox.pool import Limits, bwrap_available
+from autograder.grade.sandbox.pool import SHM_BYTES, Limits, bwrap_available
 
 ATTACKS = course.ROOT / "tests" / "fixtures" / "attacks" / "resnet18"
 FULL = {"residual": 35, "stem": 10, "resnet_block": 15, "resnet18": 15, "print_layer_shapes": 5,
@@ -38,10 +42,13 @@ EXPECTED_ATTACKS = {
     "network": STOPPED_AT_RESIDUAL,
     "exits_early": dict(FULL, parameter_counts=0),  # SystemExit ends the cell, not the notebook
     "hard_exit": STOPPED_AT_COUNTS, "kills_itself": STOPPED_AT_COUNTS,
-    "kills_the_grader": STOPPED_AT_COUNTS, "infinite_loop": STOPPED_AT_COUNTS,
+    # The worker is the sandbox's init, which the kernel shields from the notebook's signals.
+    "kills_the_grader": dict(FULL, parameter_counts=0), "infinite_loop": STOPPED_AT_COUNTS,
     # The limit holds; whether the notebook survives its MemoryError (and scores the whole
     # network) depends on where the last allocation failed, so this one is an upper bound.
     "memory_bomb": dict(FULL, parameter_counts=0),
+    "fork_loop": dict(FULL, parameter_counts=0), "disk_filler": dict(FULL, parameter_counts=0),
+    "file_flood": STOPPED_AT_COUNTS,
 }
 
 LIMITS = Limits(wall_seconds=25, cpu_seconds=60, memory_bytes=3 << 30)
@@ -83,6 +90,67 @@ def _bad_inputs(inbox):
     nbformat.write(huge, inbox / "huge_output.ipynb")
 
 
+def _own_processes():
+    """Processes descending from this one (the grader, its workers and all they started)."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    ours, grew = {os.getpid()}, True
+    while grew:
+        found = {pid for pid, parent in parents.items() if parent in ours} - ours
+        ours |= found
+        grew = bool(found)
+    return len(ours) - 1
+
+
+def _shared_memory():
+    with open("/proc/meminfo") as f:
+        return next(int(line.split()[1]) << 10 for line in f if line.startswith("Shmem:"))
+
+
+class HostWatch:
+    """Samples, while the batch runs, what an attack could take from the host."""
+
+    def __init__(self, folders):
+        self.folders = folders
+        self.before = self.sample()
+        self.worst = dict(self.before)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run)
+
+    def sample(self):
+        return {"processes": _own_processes(), "shared_memory": _shared_memory(),
+                **{f"free {folder}": shutil.disk_usage(folder).free for folder in self.folders}}
+
+    def run(self):
+        while not self.stop.wait(0.1):
+            for key, value in self.sample().items():
+                worse = min if key.startswith("free") else max
+                self.worst[key] = worse(self.worst[key], value)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+        self.after = self.sample()
+
+
+def _hidden_marker_answers():
+    """A correct answer whose own code holds nbgrader's marker text, in a comment and a string."""
+    answers = dict(_reference_answers())
+    answers["residual"] = ('# BEGIN HIDDEN TESTS is what nbgrader looks for; this is my own comment\n'
+                           'MY_NOTE = "### BEGIN HIDDEN TESTS"\n' + answers["residual"])
+    return answers
+
+
 def _student_edition_notebook(folder):
     from autograder.assign.publish import publish
     publish("students", folder, "example-course/resnet-students")
@@ -115,9 +183,11 @@ def batch(tmp_path_factory):
         answers.update(read_answers(patched))
         patched.unlink()
         nbformat.write(fill(release, answers), inbox / f"attack_{attack.stem}.ipynb")
+    nbformat.write(fill(release, _hidden_marker_answers()), inbox / "hidden_marker.ipynb")
     _bad_inputs(inbox)
-    rows = grade("resnet18", [str(inbox)], course_dir=course_dir, jobs=2, progress=False,
-                 limits=LIMITS)
+    with HostWatch([tempfile.gettempdir(), str(course_dir)]) as host:
+        rows = grade("resnet18", [str(inbox)], course_dir=course_dir, jobs=2, progress=False,
+                     limits=LIMITS)
     try:
         listener.accept()
         connected = True
@@ -125,7 +195,7 @@ def batch(tmp_path_factory):
         connected = False
     listener.close()
     return {"rows": {Path(r["input"]).name: r for r in rows}, "course": course_dir, "inbox": inbox,
-            "connected": connected}
+            "connected": connected, "host": host}
 
 
 def _parts(row):
@@ -172,7 +242,8 @@ def test_attacks_are_all_in_the_suite():
 
 def test_stopped_notebooks_say_why(batch):
     assert "ran out of time" in batch["rows"]["attack_infinite_loop.ipynb"]["notes"]
-    assert "killed" in batch["rows"]["attack_kills_the_grader.ipynb"]["notes"]
+    assert batch["rows"]["attack_kills_the_grader.ipynb"]["notes"] == ""  # its worker went on
+    assert "too many files" in batch["rows"]["attack_file_flood.ipynb"]["notes"]
 
 
 def test_instructor_files_and_network_are_out_of_reach(batch):
@@ -192,6 +263,43 @@ def test_instructor_files_and_network_are_out_of_reach(batch):
 def test_no_process_is_left_behind(batch):
     listing = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert "resnet-attack-leftover" not in listing
+
+
+def _printed(batch, student):
+    verdict = json.loads((batch["course"] / "grading" / "resnet18" / "verdicts" / f"{student}.json").read_text())
+    return " ".join(record.get("stdout", "") for record in verdict["outputs"].values())
+
+
+def test_a_fork_loop_is_capped(batch):
+    forked, refused = (int(n) for n in _printed(batch, "attack_fork_loop").split("FORKED")[1].split()[::2])
+    assert forked < LIMITS.processes and refused > 0  # the attack ran into the cap ...
+    host = batch["host"]
+    # ... and the host kept its free processes: two capped workers, the recorder and the tools it
+    # runs, where the fork loop alone would have made 3,000.
+    assert host.worst["processes"] - host.before["processes"] < 2 * LIMITS.processes + 100
+    assert host.after["processes"] <= host.before["processes"] + 2
+
+
+def test_a_disk_filler_is_capped(batch):
+    printed = _printed(batch, "attack_disk_filler")
+    written = {folder: int(mib) for folder, mib in (line.split()[1:3] for line in printed.splitlines()
+                                                   if line.startswith("WROTE"))}
+    assert written["/"] == written["/dev"] == 0
+    cap = (LIMITS.disk_bytes + SHM_BYTES) >> 20
+    assert 0 < sum(written.values()) <= cap  # it wrote until the private /tmp and /dev/shm were full
+    host, slack = batch["host"], 1 << 30  # where the filler, uncapped, writes 3 GiB
+    for key in host.before:
+        if key.startswith("free"):
+            assert host.worst[key] > host.before[key] - slack, key
+    assert host.worst["shared_memory"] - host.before["shared_memory"] < 2 * (cap << 20) + (200 << 20)
+
+
+def test_student_code_with_nbgraders_marker_text_gets_feedback(batch):
+    row = batch["rows"]["hidden_marker.ipynb"]
+    assert row["status"] == "graded" and _parts(row) == FULL and "feedback" not in row["notes"]
+    page = (batch["course"] / "feedback" / "hidden_marker" / "resnet18" / "resnet18.html").read_text()
+    assert "this is my own comment" in page and "MY_NOTE" in page  # the student's cell as written
+    assert "END HIDDEN TESTS" not in page  # the test cells' hidden regions are still removed
 
 
 BAD = {"empty.ipynb": "empty", "not_json.ipynb": "invalid JSON", "wrong_assignment.ipynb": "bottleneck"}
@@ -224,8 +332,12 @@ def test_feedback_and_summary_are_written(batch):
 
 def test_rerun_skips_unchanged_submissions(batch):
     import time
+    shutil.rmtree(batch["course"] / "feedback" / "attack_hard_exit")  # lost since: the rerun says so
     start = time.monotonic()
     rows = grade("resnet18", [str(batch["inbox"])], course_dir=batch["course"], jobs=2, progress=False,
                  limits=LIMITS)
     assert time.monotonic() - start < 30
     assert {Path(r["input"]).name: r["score"] for r in rows} == {n: r["score"] for n, r in batch["rows"].items()}
+    notes = {Path(r["input"]).name: r["notes"] for r in rows}
+    assert "no feedback page" in notes["attack_hard_exit.ipynb"]
+    assert not any("no feedback page" in note for name, note in notes.items() if name != "attack_hard_exit.ipynb")

@@ -159,7 +159,7 @@ def _scores(course_dir, assignment, students):
     return table
 
 
-def _write_reports(work, assignment, items, scores, verdicts):
+def _write_reports(course_dir, work, assignment, items, scores, verdicts):
     maxima = max_scores(assignment)
     total_max = sum(maxima.values())
     rows = []
@@ -174,6 +174,8 @@ def _write_reports(work, assignment, items, scores, verdicts):
         elif student in scores:
             status, parts = "graded", scores[student]
             score = sum(parts.values())
+            if not (course_dir / "feedback" / student / assignment / f"{assignment}.html").exists():
+                notes.append("no feedback page: nbgrader's generate_feedback failed on this notebook")
         else:
             status, score, parts = "error", 0, {p: 0 for p in maxima}
             notes.append("nbgrader did not record a grade for this submission")
@@ -227,7 +229,9 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
     (work / "verdicts").mkdir(parents=True, exist_ok=True)
     _ensure_assignment(course_dir, assignment)
     recorder = _Recorder(course_dir, assignment, work / "verdicts")
-    pool = Pool(jobs, sandbox=sandbox)
+    pool = Pool(jobs, sandbox=sandbox, limits=limits)
+    for caveat in pool.caveats:
+        print(f"warning: {caveat}", file=sys.stderr)
     warming = threading.Thread(target=pool.start)  # workers warm up while intake runs
     warming.start()
     try:
@@ -253,4 +257,4 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
         pool.close()
         recorder.close()
     scores = _scores(course_dir, assignment, [item.student_id for item in items])
-    return _write_reports(work, assignment, items, scores, verdicts)
+    return _write_reports(course_dir, work, assignment, items, scores, verdicts)

@@ -86,6 +86,7 @@ def job(nb, assignment, calls, challenges, limits):
 
 STOPPED = {"timeout": "the notebook ran out of time before reaching this cell",
            "too much output": "the notebook produced too much output and was stopped before this cell",
+           "too many files": "the notebook created too many files and was stopped before this cell",
            "worker died": "the notebook's process was killed before reaching this cell",
            "unreadable output": "the notebook's process produced unreadable results"}
 

@@ -13,10 +13,11 @@ original stdout (``{"record": ...}`` while the child runs, then one
 
 Per child: its own session and process group, not dumpable (other processes
 of the same user cannot read its memory), rlimits on address space, CPU
-time and file size, a wall-clock limit enforced here, and a fresh working
-directory. After each job every process left in the sandbox except this
-worker is killed (the worker is a child subreaper, so even detached
-background processes are found).
+time, file size and the number of tasks it may start, a wall-clock limit
+enforced here, and a fresh working directory. After each job every process
+left in the sandbox except this worker is killed and reaped (the worker is
+a child subreaper, so even detached background processes are found), and
+the sandbox's /tmp is emptied, so the next submission gets the whole of it.
 """
 import ctypes
 import json
@@ -31,6 +32,9 @@ import time
 PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 4, 36
 MAX_RECORD_BYTES = 4_000_000
 MAX_TEXT = 10_000
+# Files and folders in the sandbox's tmpfs: each costs the host about 1 KiB of kernel memory that
+# the size cap does not count, and a loop makes some 30,000 a second.
+MAX_FILES = 10_000
 
 
 def _prctl(option, value):
@@ -106,6 +110,11 @@ def _child(job, write_fd):
     resource.setrlimit(resource.RLIMIT_AS, (limits["memory_bytes"],) * 2)
     resource.setrlimit(resource.RLIMIT_CPU, (limits["cpu_seconds"], limits["cpu_seconds"] + 1))
     resource.setrlimit(resource.RLIMIT_FSIZE, (limits["file_bytes"],) * 2)
+    # The kernel counts RLIMIT_NPROC over all tasks of the user in this user namespace: in the
+    # sandbox, the sandbox's own; without it, all the user's. It does not apply to root.
+    tasks, hard = _tasks_of(os.getuid()) + limits["processes"], resource.getrlimit(resource.RLIMIT_NPROC)[1]
+    tasks = tasks if hard == resource.RLIM_INFINITY else min(tasks, hard)
+    resource.setrlimit(resource.RLIMIT_NPROC, (tasks, tasks))
     workdir = job["workdir"]
     os.makedirs(workdir, exist_ok=True)
     os.chdir(workdir)
@@ -125,27 +134,55 @@ def _child(job, write_fd):
 
 # ----------------------------------------------------------------- worker
 
-def _kill_leftovers():
-    """Kill every process of the sandbox but this worker (and a pid-namespace init)."""
+def _tasks_of(uid):
+    """Processes and threads of ``uid`` that this process can see."""
+    count = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+            if int(fields["Uid"].split()[0]) == uid:
+                count += int(fields["Threads"])
+        except (OSError, KeyError, ValueError):
+            continue
+    return count
+
+
+def _kill_leftovers(seconds=10):
+    """Kill and reap every process the notebook left (the worker, a child subreaper, inherits them all)."""
     me = os.getpid()
-    for _ in range(3):
-        found = False
-        for entry in os.listdir("/proc"):
-            if entry.isdigit() and int(entry) not in (me, 1):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if _in_sandbox_namespace():
+            try:
+                # Everything in the sandbox but this worker and its init, in one step a fork loop cannot outrun.
+                os.kill(-1, signal.SIGKILL)
+            except OSError:
+                pass
+        else:
+            for pid in _children(me):
                 try:
-                    with open(f"/proc/{entry}/stat") as f:
-                        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                except (OSError, ValueError, IndexError):
-                    continue
-                if ppid == me or _in_sandbox_namespace():
-                    try:
-                        os.kill(int(entry), signal.SIGKILL)
-                        found = True
-                    except OSError:
-                        pass
-        _reap()
-        if not found:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        if not _reap():
             return
+        time.sleep(0.01)
+
+
+def _children(parent):
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == parent:
+                        found.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
 
 
 def _in_sandbox_namespace():
@@ -154,13 +191,42 @@ def _in_sandbox_namespace():
 
 
 def _reap():
+    """Reap what has exited; whether any child is left."""
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            return False
         if pid == 0:
-            return
+            return True
+
+
+def _files_in_scratch():
+    used = 0
+    for folder in ("/tmp", "/dev/shm"):
+        stat = os.statvfs(folder)
+        used += stat.f_files - stat.f_ffree
+    return used
+
+
+def _empty(folder):
+    """Remove everything in ``folder``, also what the notebook made unwritable (it owned it)."""
+    def unlock(function, path, _):
+        try:
+            os.chmod(os.path.dirname(path), 0o700)
+            os.chmod(path, 0o700)
+            function(path)
+        except OSError:
+            pass
+    os.chmod(folder, 0o1777)
+    for entry in os.scandir(folder):
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, onerror=unlock)
+        else:
+            try:
+                os.unlink(entry.path)
+            except OSError:
+                pass
 
 
 def _run_job(job, send):
@@ -171,41 +237,70 @@ def _run_job(job, send):
         _child(job, write_fd)
     os.close(write_fd)
     deadline = time.monotonic() + job["limits"]["wall_seconds"]
-    buffer, received, reason = b"", 0, None
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            reason = "timeout"
-            break
-        ready, _, _ = select.select([read_fd], [], [], min(left, 1.0))
-        if not ready:
-            continue
-        chunk = os.read(read_fd, 65536)
-        if not chunk:
-            break
-        received += len(chunk)
-        if received > MAX_RECORD_BYTES:
-            reason = "too much output"
-            break
-        buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
+    state = {"buffer": b"", "received": 0, "reason": None}
+
+    def take(chunk):
+        state["received"] += len(chunk)
+        if state["received"] > MAX_RECORD_BYTES:
+            state["reason"] = "too much output"
+            return
+        *lines, state["buffer"] = (state["buffer"] + chunk).split(b"\n")
         for line in lines:
             try:
                 send({"record": json.loads(line)})
             except ValueError:
-                reason = "unreadable output"
+                state["reason"] = "unreadable output"
+
+    status, counted = None, time.monotonic()
+    while state["reason"] is None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            state["reason"] = "timeout"
+            break
+        if _in_sandbox_namespace() and time.monotonic() - counted > 0.25:
+            counted = time.monotonic()
+            if _files_in_scratch() > MAX_FILES:
+                state["reason"] = "too many files"
+                break
+        ready, _, _ = select.select([read_fd], [], [], min(left, 0.5))
+        if ready:
+            chunk = os.read(read_fd, 65536)
+            if not chunk:
+                break
+            take(chunk)
+            continue
+        finished, code = os.waitpid(pid, os.WNOHANG)
+        if finished:
+            # The notebook is done, but processes it forked may hold the pipe open: take what it
+            # wrote before it ended (all in the pipe's buffer by now), and do not wait for them.
+            status = code
+            os.set_blocking(read_fd, False)
+            for _ in range(64):
+                try:
+                    chunk = os.read(read_fd, 65536)
+                except BlockingIOError:
+                    break
+                if not chunk:
+                    break
+                take(chunk)
+            break
     os.close(read_fd)
+    reason = state["reason"]
     if reason is not None:
         try:
             os.killpg(pid, signal.SIGKILL)
         except OSError:
             pass
-    try:
-        _, status = os.waitpid(pid, 0)
-    except ChildProcessError:
-        status = 0
+    if status is None:
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:
+            status = 0
     _kill_leftovers()
-    shutil.rmtree(job["workdir"], ignore_errors=True)
+    if _in_sandbox_namespace():
+        _empty("/tmp")  # the sandbox's own tmpfs: whatever the notebook wrote anywhere in it
+    else:
+        shutil.rmtree(job["workdir"], ignore_errors=True)
     exit_code = os.waitstatus_to_exitcode(status) if status else 0
     send({"done": {"reason": reason, "exit": exit_code}})
 
@@ -213,6 +308,9 @@ def _run_job(job, send):
 def main():
     protocol = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # nothing else may write into the protocol
+    # In the sandbox this worker is the pid namespace's init, which the kernel shields from every
+    # signal sent inside the sandbox that it has no handler for: so no handler at all.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     _prctl(PR_SET_DUMPABLE, 0)
     _warm_up()
