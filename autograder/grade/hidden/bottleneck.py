@@ -630,7 +630,9 @@ class TrainAdamSteps(JudgedPart):
                "train_adam trained the network with the weights it came with: initialise it first, with "
                "net.initialize(init.Xavier(), ctx=device, force_reinit=True). Without force_reinit=True a "
                "network that was already initialised keeps its old weights.")
-        bound = onp.sqrt(6 / (features + classes))  # Xavier's default: uniform, 'avg', magnitude 3
+        # Xavier's default: uniform on [-bound, bound] ('avg', magnitude 3). With at least 8 weights,
+        # a correct draw has none above 0.2 * bound with probability 0.2 ** 8, about 3e-6.
+        bound = onp.sqrt(6 / (features + classes))
         expect(onp.all(onp.abs(weight) <= bound * (1 + 1e-5)) and onp.abs(weight).max() >= 0.2 * bound
                and onp.all(bias == 0),
                f"the network was not initialised with init.Xavier(): for this layer Xavier draws the weights "
