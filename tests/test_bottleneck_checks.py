@@ -49,17 +49,20 @@ SOLUTION_BLOCK = re.compile(r"^([ \t]*)### BEGIN SOLUTION\n.*?^[ \t]*### END SOL
 
 GRADE_CELLS = ["bottleneck_visible", "bottleneck_shapes", "bottleneck_structure", "bottleneck_behaviour",
                "small_resnet_visible", "small_resnet_assembly", "small_resnet_behaviour",
-               "small_resnet_counts", "train_adam_visible", "train_adam_hidden"]
+               "small_resnet_counts", "train_adam_visible", "train_adam_hidden", "train_adam_steps"]
 BOTTLENECK_CELLS = GRADE_CELLS[:4]
 # grade cells each sample fails; every other grade cell must pass.
 EXPECTED_FAILURES = {
     "correct_reference": set(),
     "correct_styled": set(),
+    "correct_tuples": set(),
     "blank": set(GRADE_CELLS),
     "relu_before_add": {"bottleneck_behaviour"},
     "missing_projection_stride": {"bottleneck_visible", "bottleneck_shapes", "bottleneck_structure"},
     "no_expansion": set(BOTTLENECK_CELLS),
     "first_block_identity": {"small_resnet_assembly", "small_resnet_counts"},
+    "never_initialises": {"train_adam_steps"},
+    "per_batch_mean": {"train_adam_steps"},
 }
 
 
@@ -129,6 +132,8 @@ def test_sample_fails_exactly_the_expected_cells(results, sample):
     ("first_block_identity", "small_resnet_assembly", "Bottleneck(64, strides=1, use_projection=False)"),
     ("first_block_identity", "small_resnet_counts", "use_projection and strides"),
     ("blank", "bottleneck_visible", "NotImplementedError"),
+    ("never_initialises", "train_adam_steps", "initialise it first"),
+    ("per_batch_mean", "train_adam_steps", "the mean of the batches' means"),
 ])
 def test_failures_explain_the_mistake(results, sample, cell, words):
     assert words in results[sample][cell]
@@ -156,6 +161,9 @@ VARIANTS = {
     "no_bias": ("bottleneck", "nn.Conv2D(num_channels, kernel_size=3, padding=1)",
                 "nn.Conv2D(num_channels, kernel_size=3, padding=1, use_bias=False)",
                 "bottleneck_structure", "Keep Gluon's defaults"),
+    "default_without_projection": ("bottleneck", "strides=1, use_projection=True, **kwargs",
+                                   "strides=1, use_projection=False, **kwargs",
+                                   "bottleneck_structure", "(the defaults: strides=1, use_projection=True)"),
     "imagenet_stem": ("small_resnet", "nn.Conv2D(64, kernel_size=3, strides=1, padding=1)",
                       "nn.Conv2D(64, kernel_size=7, strides=2, padding=3)",
                       "small_resnet_assembly", "3x3 with 64 output channels"),
@@ -165,6 +173,16 @@ VARIANTS = {
     "sgd": ("train_adam", "'adam'", "'sgd'", "train_adam_hidden", "every parameter should have moved"),
     "validation_on_train": ("train_adam", "evaluate(net, test_iter, device)", "evaluate(net, train_iter, device)",
                             "train_adam_hidden", "measure it on test_iter"),
+    "no_force_reinit": ("train_adam", "force_reinit=True", "force_reinit=False",
+                        "train_adam_steps", "Without force_reinit=True"),
+    "default_initializer": ("train_adam", "init.Xavier(), ", "",
+                            "train_adam_steps", "not initialised with init.Xavier()"),
+    "loss_sum_per_batch": ("train_adam", "history['train_loss'].append(total_loss / count)",
+                           "history['train_loss'].append(total_loss / len(train_iter))",
+                           "train_adam_steps", "divided by the number of batches"),
+    "accuracy_of_last_batch": ("train_adam", "history['train_acc'].append(correct / count)",
+                               "history['train_acc'].append(float((y_hat.argmax(axis=1).astype(y.dtype) == y)"
+                               ".mean()))", "train_adam_steps", "train_acc"),
 }
 
 
@@ -184,7 +202,7 @@ def test_single_mistakes_fail_only_their_exercise(variant):
 def test_preact_self_check(capsys):
     checks.preact_self_check(namespace("blank")["PreActBottleneck"])
     assert "not attempted" in capsys.readouterr().out
-    for sample in ("correct_reference", "correct_styled"):
+    for sample in ("correct_reference", "correct_styled", "correct_tuples"):
         checks.preact_self_check(namespace(sample)["PreActBottleneck"])
         assert "passed" in capsys.readouterr().out
     space = namespace("correct_reference")
@@ -218,11 +236,13 @@ PARTS = {
     "small_resnet_counts": ("small_resnet", "small_resnet_counts"),
     "train_adam_history": ("train_adam", "train_adam_visible"),
     "train_adam_behaviour": ("train_adam", "train_adam_hidden"),
+    "train_adam_steps": ("train_adam", "train_adam_steps"),
     "preact_self_check": ("PreActBottleneck", None),
 }
 # Parts whose observation depends on secret weights, inputs or data: a recorded
 # observation must not pass another secret challenge.
-BEHAVIOUR = ["bottleneck_behaviour", "small_resnet_behaviour", "train_adam_behaviour", "preact_self_check"]
+BEHAVIOUR = ["bottleneck_behaviour", "small_resnet_behaviour", "train_adam_behaviour", "train_adam_steps",
+             "preact_self_check"]
 SECRET, OTHER = 20261123, 777
 
 
@@ -287,7 +307,7 @@ def test_secret_challenges_grade_samples_as_the_notebook_does(secret, sample):
     assert set(failed) == EXPECTED_FAILURES[sample], failed
 
 
-@pytest.mark.parametrize("sample", ["correct_reference", "correct_styled"])
+@pytest.mark.parametrize("sample", ["correct_reference", "correct_styled", "correct_tuples"])
 def test_correct_answers_pass_every_secret_challenge_quickly_with_small_observations(secret, sample):
     for name, (challenge, observation, seconds) in secret[sample].items():
         assert judge_safely(ALL_PARTS[name], challenge, observation) is None, name

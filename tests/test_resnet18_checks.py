@@ -47,9 +47,103 @@ def failures(space):
     return failed
 
 
-@pytest.mark.parametrize("sample", ["correct_reference", "correct_styled"])
+CORRECT = ["correct_reference", "correct_styled", "correct_tuples"]
+
+
+@pytest.mark.parametrize("sample", CORRECT)
 def test_correct_answers_pass_every_check(sample):
     assert failures(namespace(sample)) == {}
+
+
+def test_strides_as_pairs_and_keyword_calls_reach_the_stand_ins():
+    """Gluon takes strides=(2, 2) as well as strides=2: the stand-ins must too."""
+    patch = """
+def resnet_block(num_channels, num_residuals, first_block=False):
+    blk = nn.Sequential()
+    for i in range(num_residuals):
+        down = i == 0 and not first_block
+        blk.add(Residual(num_channels=num_channels, use_1x1conv=down, strides=(2, 2) if down else (1, 1)))
+    return blk
+"""
+    assert failures(namespace("correct_reference", patch)) == {}
+
+
+def test_stages_inside_a_container_of_their_own_are_found():
+    patch = """
+def resnet18(num_classes=10):
+    body = nn.Sequential()
+    for channels in (64, 128, 256, 512):
+        body.add(resnet_block(channels, 2, first_block=channels == 64))
+    net = nn.Sequential()
+    net.add(make_stem(), body, nn.GlobalAvgPool2D(), nn.Dense(num_classes))
+    return net
+"""
+    assert failures(namespace("correct_reference", patch)) == {}
+
+
+DEFAULTS_AND_STEM = {
+    # a different default than the signature asks for costs the exercise whose signature it is
+    "residual_structure": """
+_Right = Residual
+class Residual(_Right):
+    def __init__(self, num_channels, use_1x1conv=True, strides=1, **kwargs):
+        super().__init__(num_channels, use_1x1conv, strides, **kwargs)
+""",
+    "resnet_block_units": """
+_right_block = resnet_block
+def resnet_block(num_channels, num_residuals, first_block=True):
+    return _right_block(num_channels, num_residuals, first_block)
+""",
+    # a network without the stem of make_stem()
+    "resnet18_assembly": """
+def resnet18(num_classes=10):
+    net = nn.Sequential()
+    for channels in (64, 128, 256, 512):
+        net.add(resnet_block(channels, 2, first_block=channels == 64))
+    net.add(nn.GlobalAvgPool2D(), nn.Dense(num_classes))
+    return net
+""",
+}
+
+
+@pytest.mark.parametrize("part", sorted(DEFAULTS_AND_STEM))
+def test_defaults_of_the_signatures_and_the_stem_are_checked_where_they_are_written(part):
+    failed = failures(namespace("correct_reference", DEFAULTS_AND_STEM[part]))
+    assert part in failed
+    assert set(failed) <= {part, "resnet18_complete", "resnet_block_demo"}, failed
+    words = {"residual_structure": "(the defaults", "resnet_block_units": "resnet_block(48, 4)",
+             "resnet18_assembly": "make_stem()"}[part]
+    assert words in failed[part]
+
+
+def test_missing_biases_cost_the_exercise_that_drops_them_and_the_whole_network():
+    failed = failures(namespace("residual_no_bias"))
+    assert set(failed) == {"residual_structure", "resnet18_complete"}
+    assert "no bias (use_bias=False)" in failed["residual_structure"]
+    stem = failures(namespace("correct_reference", """
+def make_stem():
+    stem = nn.Sequential()
+    stem.add(nn.Conv2D(64, kernel_size=7, strides=2, padding=3, use_bias=False), nn.BatchNorm(),
+             nn.Activation('relu'), nn.MaxPool2D(pool_size=3, strides=2, padding=1))
+    return stem
+"""))
+    assert set(stem) == {"stem_structure", "resnet18_complete"}
+    assert "no bias" in stem["stem_structure"]
+    frozen_scale = failures(namespace("correct_reference", """
+_Right = Residual
+class Residual(_Right):
+    def __init__(self, num_channels, use_1x1conv=False, strides=1, **kwargs):
+        super().__init__(num_channels, use_1x1conv, strides, **kwargs)
+        self.bn2 = nn.BatchNorm(scale=False)
+"""))
+    assert "scale=False" in frozen_scale["residual_structure"]
+
+
+def test_the_whole_network_part_fails_as_a_failure_and_says_it_checks_every_piece():
+    message = failures(namespace("residual_no_bias"))["resnet18_complete"]
+    assert message.startswith("failed: ")
+    assert "11,181,450 parameters" in message and "no bias" in message
+    assert "checks all your pieces together" in message
 
 
 RESIDUAL_BODY = """
@@ -181,7 +275,7 @@ def test_secret_challenges_pass_correct_code_and_replays_fail():
     observation recorded for one challenge does not pass another (no replaying answers)."""
     import numpy as onp
     from autograder.student.parts import judge_safely, observe_safely
-    space = namespace("correct_styled")
+    space = namespace("correct_tuples")
     replay_caught = set()
     for seed in range(4):
         rng = onp.random.default_rng(seed)

@@ -5,6 +5,7 @@ names depend on what ran before. These helpers find layers by their kind and
 settings instead, and read or set their parameters as NumPy arrays.
 """
 import contextlib
+import types
 
 import numpy as onp
 from mxnet import autograd, gluon, np as mnp
@@ -113,21 +114,49 @@ def shape_of(value):
     return [int(n) for n in value.shape]
 
 
+def _swapped_defaults(functions, swaps):
+    """[(function, attribute, old value)] after replacing, in each function's
+    default arguments, every value that ``swaps`` maps (by identity)."""
+    changed = []
+    for function in functions:
+        defaults = getattr(function, "__defaults__", None)
+        if defaults and any(id(v) in swaps for v in defaults):
+            changed.append((function, "__defaults__", defaults))
+            function.__defaults__ = tuple(swaps.get(id(v), v) for v in defaults)
+        kwdefaults = getattr(function, "__kwdefaults__", None)
+        if kwdefaults and any(id(v) in swaps for v in kwdefaults.values()):
+            changed.append((function, "__kwdefaults__", kwdefaults))
+            function.__kwdefaults__ = {k: swaps.get(id(v), v) for k, v in kwdefaults.items()}
+    return changed
+
+
 @contextlib.contextmanager
 def replaced(function, **stand_ins):
     """Temporarily rebind names in the namespace ``function`` looks its globals up in.
 
     This is how a check swaps an earlier exercise (``Residual``) for a stand-in
-    while it judges a later one (``resnet_block``) on its own."""
+    while it judges a later one (``resnet_block``) on its own. Every way a
+    student may reach the earlier piece is swapped: its own name, any other
+    global bound to the same object (``Unit = Residual``), and default
+    arguments holding it (``def resnet18(num_classes=10, stage=resnet_block)``)
+    of ``function`` and of the namespace's other functions."""
     space = getattr(function, "__globals__", None)
     if not isinstance(space, dict):
         yield
         return
-    saved = {name: space[name] for name in stand_ins if name in space}
-    space.update(stand_ins)
+    swaps = {id(space[name]): stand_in for name, stand_in in stand_ins.items() if name in space}
+    aliases = {name: swaps[id(value)] for name, value in space.items() if id(value) in swaps}
+    rebind = {**aliases, **stand_ins}
+    saved = {name: space[name] for name in rebind if name in space}
+    functions = [v for v in [function, *space.values()] if isinstance(v, types.FunctionType)]
+    functions = list({id(v): v for v in functions}.values())
+    changed = _swapped_defaults(functions, swaps)
+    space.update(rebind)
     try:
         yield
     finally:
-        for name in stand_ins:
+        for fn, attribute, value in changed:
+            setattr(fn, attribute, value)
+        for name in rebind:
             space.pop(name, None)
         space.update(saved)

@@ -67,8 +67,11 @@ def observe_safely(observe, obj, challenge):
 
 
 def judge_safely(part, challenge, observation):
-    """None when the part passed, else the message for the student. Never raises."""
-    prefix = f"{part.description}: "
+    """None when the part passed, else the message for the student. Never raises.
+
+    A description states what a correct answer does; a passing check prints it
+    after "passed:", a failure after "failed:", so neither reads as the other."""
+    prefix = f"failed: {part.description}: "
     if not isinstance(observation, dict):
         return prefix + "no result was recorded for this part (did the notebook run up to here?)."
     if "error" in observation:

@@ -17,7 +17,8 @@ from mxnet import gluon
 from ...student import gluon_walk as walk
 from ...student import numpy_ops as ref
 from ...student.checks.bottleneck import (
-    BOTTLENECK_UNSEEN, EXPANSION, UNREADABLE, BottleneckDemoShapes, JudgedPart, biases_of, block_info,
+    BOTTLENECK_UNSEEN, EXPANSION, PRESET_WEIGHT, UNREADABLE, BottleneckDemoShapes, JudgedPart, biases_of,
+    block_info,
     block_name, build_block, canonical_bn, canonical_conv, conv_info, diagnose_failed_run, easy_data,
     fixed_shape_cases, judge_history, match, raised, random_shape_cases, spied, train, try_run)
 from .counting import parameter_counts
@@ -62,11 +63,12 @@ class BottleneckStructure(JudgedPart):
     def challenge(self, rng=None):
         # (num_channels, strides, use_projection, input channels); the input channel
         # counts make every convolution's weight shape unique, so roles are found by shape.
+        # A case with strides None calls Bottleneck(c): the defaults, stride 1 with a projection.
         if rng is None:
             return {"cases": [[4, 1, True, 6], [4, 2, True, 6], [3, 2, True, 12], [4, 1, False, 16],
-                              [2, 1, False, 8]]}
+                              [2, 1, False, 8], [3, None, True, 5]]}
         cases = []
-        for proj, s in [(True, 1), (True, 2), (True, 2), (False, 1), (False, 1)]:
+        for proj, s in [(True, 1), (True, 2), (True, 2), (False, 1), (False, 1), (True, None)]:
             c = int(rng.integers(2, 9))
             c_in = int(rng.choice([n for n in range(1, 25) if n != c])) if proj else EXPANSION * c
             cases.append([c, s, proj, c_in])
@@ -88,6 +90,9 @@ class BottleneckStructure(JudgedPart):
     @staticmethod
     def _decide_one(c, s, proj, c_in, got):
         name = f"{block_name(c, s, proj)} on a {c_in}-channel input"
+        if s is None:
+            name += " (the defaults: strides=1, use_projection=True)"
+            s = 1
         out = EXPANSION * c
         if got["error"] is not None:
             diagnose_failed_run(got["layers"], c, s, proj, name, got["error"])
@@ -584,9 +589,92 @@ class TrainAdamBehaviour(JudgedPart):
                "training, as the mean loss per example.")
 
 
+class TrainAdamSteps(JudgedPart):
+    """Steps 1 and 5 of the exercise, checked exactly.
+
+    One epoch at learning rate 0: the weights the loop initialised are the
+    weights of every batch, so the judge recomputes the epoch's mean loss per
+    example and fraction correct from the recorded first weights and the data.
+    The last batch is smaller than the others, so averaging the batches' means
+    (or dividing a sum by the number of batches) gives other numbers."""
+    name = "train_adam_steps"
+    description = ("train_adam initialises net with init.Xavier() (force_reinit=True) and reports the mean "
+                   "training loss per example and the fraction of correct predictions")
+
+    def challenge(self, rng=None):
+        if rng is None:
+            return {"seed": secret_seed(None), "features": 5, "classes": 3, "n_train": 50, "n_test": 20,
+                    "batch_size": 16}
+        batch = int(rng.integers(8, 17))
+        return {"seed": secret_seed(rng), "features": int(rng.integers(4, 7)), "classes": int(rng.integers(2, 5)),
+                "n_train": batch * int(rng.integers(2, 5)) + int(rng.integers(1, batch // 2 + 1)),
+                "n_test": int(rng.integers(8, 25)), "batch_size": batch}
+
+    @staticmethod
+    def _data(challenge):
+        return easy_data([challenge["seed"], 2], challenge["n_train"], challenge["n_test"],
+                         challenge["features"], challenge["classes"])
+
+    def observe(self, train_adam, challenge):
+        spec = {"batch_size": challenge["batch_size"], "epochs": 1, "lr": 0.0}
+        record, net = train(train_adam, spec, challenge["features"], challenge["classes"], self._data(challenge))
+        return {"history": record, "first": net.first}
+
+    def decide(self, challenge, got):
+        features, classes = challenge["features"], challenge["classes"]
+        values = judge_history(got["history"], 1)
+        expect(got["first"] is not None, "train_adam never called the network in training mode "
+                                         "(inside autograd.record()).")
+        weight, bias = _weights(got["first"], classes, features)
+        expect(not onp.all(weight == onp.float32(PRESET_WEIGHT)),
+               "train_adam trained the network with the weights it came with: initialise it first, with "
+               "net.initialize(init.Xavier(), ctx=device, force_reinit=True). Without force_reinit=True a "
+               "network that was already initialised keeps its old weights.")
+        # Xavier's default: uniform on [-bound, bound] ('avg', magnitude 3). With at least 8 weights,
+        # a correct draw has none above 0.2 * bound with probability 0.2 ** 8, about 3e-6.
+        bound = onp.sqrt(6 / (features + classes))
+        expect(onp.all(onp.abs(weight) <= bound * (1 + 1e-5)) and onp.abs(weight).max() >= 0.2 * bound
+               and onp.all(bias == 0),
+               f"the network was not initialised with init.Xavier(): for this layer Xavier draws the weights "
+               f"uniformly from [-{bound:.3f}, {bound:.3f}] and sets the biases to 0; the weights your loop "
+               f"started from lie in [{weight.min():.3g}, {weight.max():.3g}]. Use "
+               "net.initialize(init.Xavier(), ctx=device, force_reinit=True).")
+        (X, y), _ = self._data(challenge)
+        scores = _scores(X, weight, bias)
+        losses = _cross_entropy(scores, y)
+        hits = (scores.argmax(axis=1) == y).astype(float)
+        ranked = onp.sort(scores, axis=1)
+        ties = int(onp.sum(ranked[:, -1] - ranked[:, -2] < 1e-4))  # float32 may pick either class
+        n, size = len(y), challenge["batch_size"]
+        batches = onp.array_split(onp.random.default_rng(n).permutation(n), range(size, n, size))
+        loss, accuracy = float(losses.mean()), float(hits.mean())
+        if abs(values["train_loss"][0] - loss) > 1e-4 * max(1.0, loss):
+            fail(_epoch_mistake("train_loss", values["train_loss"][0], loss, losses, batches)
+                 + " Sum the per-example losses of every batch over the epoch and divide by the number of "
+                   "examples (not of batches).")
+        if abs(values["train_acc"][0] - accuracy) > ties / n + 1e-9:
+            fail(_epoch_mistake("train_acc", values["train_acc"][0], accuracy, hits, batches)
+                 + " Count the correct predictions (y_hat.argmax(axis=1) equal to y) over the epoch and "
+                   "divide by the number of examples.")
+
+
+def _epoch_mistake(key, got, want, per_example, batches):
+    """What is wrong with an epoch's reported figure, named when it is a usual slip."""
+    what = "mean loss per example" if key == "train_loss" else "fraction of correct predictions"
+    said = f"history['{key}'][0] is {got:.6g}, but the network's {what} over the epoch is {want:.6g}"
+    slips = [("the mean of the batches' means, and the last batch is smaller than the others",
+              onp.mean([per_example[b].mean() for b in batches])),
+             ("the sum over the epoch divided by the number of batches", per_example.sum() / len(batches)),
+             ("the figure of the last batch alone", per_example[batches[-1]].mean())]
+    for slip, value in slips:
+        if abs(got - value) <= 1e-4 * max(1.0, abs(value)):
+            return f"{said}: yours looks like {slip}."
+    return said + "."
+
+
 PARTS = {part.name: part for part in [
     BottleneckShapes(), BottleneckStructure(), BottleneckBehaviour(),
-    SmallResnetAssembly(), SmallResnetBehaviour(), SmallResnetCounts(), TrainAdamBehaviour()]}
+    SmallResnetAssembly(), SmallResnetBehaviour(), SmallResnetCounts(), TrainAdamBehaviour(), TrainAdamSteps()]}
 
 # The names the notebook's hidden-test cells call: hidden.<name>(obj).
 globals().update({name: part.check for name, part in PARTS.items()})

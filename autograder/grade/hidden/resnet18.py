@@ -14,7 +14,7 @@ from mxnet import autograd, gluon, np as mnp
 from ...student import gluon_walk as walk
 from ...student import numpy_ops as ref
 from ...student.checks.resnet18 import (ResidualDemoShapes, ResnetBlockDemo, build_residual,
-                                        spied_resnet18)
+                                        residual_name, spied_resnet18, stage_name)
 from .counting import parameter_counts
 from ...student.parts import Part, canonical, close, expect, fail, secret_seed
 
@@ -26,11 +26,21 @@ STAGE_CHANNELS = (64, 128, 256, 512)
 
 def _layer_settings(block):
     return {"convs": [{"kernel": list(walk.kernel(c)), "stride": list(walk.stride(c)),
-                       "pad": list(walk.padding(c)), "channels": int(c._kwargs["num_filter"])}
+                       "pad": list(walk.padding(c)), "channels": int(c._kwargs["num_filter"]),
+                       "bias": c.bias is not None}
                       for c in walk.convs(block)],
             "pools": [{"kernel": list(p._kwargs["kernel"]), "stride": list(walk.stride(p)),
                        "pad": list(walk.padding(p))} for p in walk.max_pools(block)],
-            "batch_norms": len(walk.batch_norms(block))}
+            "batch_norms": len(walk.batch_norms(block)),
+            "batch_norms_trained": all(bn.gamma.grad_req != "null" and bn.beta.grad_req != "null"
+                                       for bn in walk.batch_norms(block))}
+
+
+# Gluon's defaults are checked setting by setting (rather than by counting
+# parameters), so that a layer the forward pass forgets to use costs the
+# behaviour part only.
+DEFAULTS = ("Keep Gluon's default settings (biases included, plain nn.BatchNorm()): the parameter "
+            "counts of the notebook, 11,186,186 in all, depend on them.")
 
 
 
@@ -121,11 +131,13 @@ class ResidualShapes(ResidualDemoShapes):
 
 class ResidualStructure(Part):
     name = "residual_structure"
-    description = "Residual has two 3x3 convolutions, two batch norms, and a 1x1 convolution only when asked"
+    description = ("Residual has two 3x3 convolutions, two batch norms, a 1x1 convolution only when asked, "
+                   "and Gluon's defaults (biases included)")
 
     def challenge(self, rng=None):
         c = 6 if rng is None else int(rng.integers(2, 9))
-        return {"cases": [[c, False, 1, c], [2 * c, True, 2, c], [2 * c, True, 1, c]]}
+        # (num_channels, use_1x1conv, strides, input channels); None, None: Residual(c) with the defaults
+        return {"cases": [[c, False, 1, c], [2 * c, True, 2, c], [2 * c, True, 1, c], [c, None, None, c]]}
 
     def observe(self, Residual, challenge):
         settings = []
@@ -137,7 +149,10 @@ class ResidualStructure(Part):
 
     def judge(self, challenge, observation):
         for (c, proj, s, _), found in zip(challenge["cases"], observation["settings"], strict=True):
-            name = f"Residual({c}, use_1x1conv={proj}, strides={s})"
+            name = residual_name(c, proj, s)
+            if proj is None:
+                name += " (the defaults: use_1x1conv=False, strides=1)"
+                proj, s = False, 1
             convs = found["convs"]
             three = [v for v in convs if v["kernel"] == [3, 3]]
             ones = [v for v in convs if v["kernel"] == [1, 1]]
@@ -158,6 +173,11 @@ class ResidualStructure(Part):
                 expect(v["stride"] == [s, s],
                        f"the 1x1 convolution in {name} should use strides={s}, like the first 3x3 one.")
                 expect(v["channels"] == c, f"the 1x1 convolution in {name} should have {c} output channels.")
+            expect(all(v["bias"] is True for v in convs),
+                   f"the convolutions of {name} have no bias (use_bias=False). " + DEFAULTS)
+            expect(found["batch_norms_trained"] is True,
+                   f"the BatchNorm layers of {name} should learn their scale and shift (no center=False "
+                   "or scale=False). " + DEFAULTS)
 
 
 class ResidualBehaviour(Part):
@@ -215,6 +235,10 @@ class StemStructure(Part):
         expect(len(pools) == 1, "the stem should end with one MaxPool2D layer.")
         expect(pools[0] == {"kernel": [3, 3], "stride": [2, 2], "pad": [1, 1]},
                "the stem's max pooling should use pool_size=3, strides=2, padding=1.")
+        expect(conv["bias"] is True, "the stem's convolution has no bias (use_bias=False). " + DEFAULTS)
+        expect(found["batch_norms_trained"] is True,
+               "the stem's BatchNorm should learn its scale and shift (no center=False or scale=False). "
+               + DEFAULTS)
 
 
 class StemBehaviour(Part):
@@ -258,14 +282,14 @@ class ResnetBlockUnits(ResnetBlockDemo):
 
     def challenge(self, rng=None):
         if rng is None:
-            return {"cases": [[64, 2, True], [128, 2, False], [32, 3, True], [48, 4, False], [8, 1, False]]}
-        return {"cases": [[int(rng.integers(2, 65)), int(rng.integers(1, 5)), bool(first)]
-                          for first in (True, False, True, False)]}
+            return {"cases": [[64, 2, True], [128, 2, False], [32, 3, True], [48, 4, None], [8, 1, False]]}
+        return {"cases": [[int(rng.integers(2, 65)), int(rng.integers(1, 5)), first]
+                          for first in (True, False, True, None)]}
 
     def judge(self, challenge, observation):
         for (channels, count, first), got in zip(challenge["cases"], observation["found"], strict=True):
-            name = f"resnet_block({channels}, {count}, first_block={first})"
-            want = _units(channels, count, first)
+            name = stage_name(channels, count, first)
+            want = _units(channels, count, bool(first))
             expect(got["calls"], "resnet_block should create its units with the Residual class.")
             expect(got["calls"] == want, f"{name} created {_describe_units(got['calls'])}; expected "
                                          f"{_describe_units(want)}. Only the first unit of a block that is "
@@ -291,10 +315,12 @@ class Resnet18Assembly(Part):
         net, calls = spied_resnet18(resnet18)
         shapes = [walk.shape_of(walk.run(net, (2, 1, side, side))) for side in challenge["sides"]]
         leaves = walk.leaves(net)
-        return {"calls": calls, "shapes": shapes,
+        stems = [i for i, b in enumerate(leaves) if isinstance(b, gluon.nn.Conv2D) and walk.stride(b) == (4, 4)]
+        return {"calls": calls, "shapes": shapes, "stems": stems,
                 "tail": [type(b).__name__ for b in leaves[-2:]],
                 "global_pools": sum(isinstance(b, gluon.nn.GlobalAvgPool2D) for b in leaves),
                 "dense_units": int(leaves[-1]._units) if isinstance(leaves[-1], gluon.nn.Dense) else None,
+                "dense_bias": isinstance(leaves[-1], gluon.nn.Dense) and leaves[-1].bias is not None,
                 "tail_is_pool_then_dense": (len(leaves) > 1 and isinstance(leaves[-2], gluon.nn.GlobalAvgPool2D)
                                             and isinstance(leaves[-1], gluon.nn.Dense))}
 
@@ -305,10 +331,13 @@ class Resnet18Assembly(Part):
                f"the four stages {[tuple(c) for c in want]} as (num_channels, num_residuals, first_block).")
         for side, shape in zip(challenge["sides"], got["shapes"], strict=True):
             expect(shape == [2, 10], f"resnet18() on a {side}x{side} image gave {tuple(shape)}, expected (2, 10).")
+        expect(got["stems"] == [0], "resnet18 should begin with one stem, the one make_stem() returns, "
+                                    "before the stages.")
         expect(got["global_pools"] == 1, "resnet18 should have one GlobalAvgPool2D layer after the stages.")
         expect(got["dense_units"] == 10, "resnet18 should end with a Dense layer of 10 units (one score per class).")
         expect(got["tail_is_pool_then_dense"] is True,
                "the global average pooling should come right before the final Dense layer.")
+        expect(got["dense_bias"] is True, "the final Dense layer has no bias (use_bias=False). " + DEFAULTS)
 
 
 class Resnet18NumClasses(Part):
@@ -332,9 +361,31 @@ class Resnet18NumClasses(Part):
                f"resnet18({k}) on a batch of 3 gave {tuple(observation['shape'])}, expected (3, {k}).")
 
 
+def _outputs_through(layer, y, found):
+    """Apply ``layer`` to ``y``, noting the shape after every layer; the layers of a
+    (Hybrid)Sequential container are applied one by one, at any depth, so a stage
+    is found whether it sits at the top level or inside a container of its own."""
+    if isinstance(layer, (gluon.nn.Sequential, gluon.nn.HybridSequential)):
+        for child in walk.children(layer):
+            y = _outputs_through(child, y, found)
+    else:
+        y = layer(y)
+    found.append(walk.shape_of(y))
+    return y
+
+
 class Resnet18Complete(Part):
+    """The one integration part: the network built from all the student's pieces.
+
+    Every other part judges one exercise on its own; this one repeats, on the
+    whole network, what the notebook promises of it (the stage shapes, the
+    11,186,186 parameters, its output), so a mistake in any piece costs these
+    marks too. The notebook says so."""
     name = "resnet18_complete"
-    description = "the whole ResNet-18 has the expected stage shapes and 11,186,186 parameters"
+    description = ("the whole ResNet-18, built from all your pieces (Residual, make_stem, resnet_block, "
+                   "resnet18), has the stage shapes, 11,186,186 parameters and outputs of ResNet-18")
+    PIECES = ("This part checks all your pieces together, so a mistake in any of them shows here as well; "
+              "the parts of the exercise that holds it say which piece to fix.")
 
     def challenge(self, rng=None):
         sides = [224, 96] if rng is None else [int(rng.integers(2, 6)) * 32 for _ in range(2)]
@@ -348,11 +399,9 @@ class Resnet18Complete(Part):
         output = walk.forward(net, x).asnumpy().tolist()
         shapes = []
         for side in challenge["sides"]:  # shapes do not depend on the weights: no re-initialising
-            y, found = mnp.zeros((1, 1, side, side)), []
+            found = []
             with autograd.predict_mode():
-                for layer in walk.children(net):
-                    y = layer(y)
-                    found.append(walk.shape_of(y))
+                _outputs_through(net, mnp.zeros((1, 1, side, side)), found)
             shapes.append(found)
         return {"shapes": shapes, "counts": list(parameter_counts(net)), "biases": walk.has_biases(net),
                 "output": output}
@@ -361,15 +410,19 @@ class Resnet18Complete(Part):
         for side, shapes in zip(challenge["sides"], got["shapes"], strict=True):
             q = side // 4
             want = [[1, c, (q - 1) // f + 1, (q - 1) // f + 1] for c, f in zip(STAGE_CHANNELS, (1, 2, 4, 8))]
-            expect(all(w in shapes for w in want),
-                   f"at {side}x{side} input the stages should output {[tuple(w) for w in want]}; "
-                   f"the top-level layers gave {[tuple(s) for s in shapes]}.")
-        expect(got["counts"] == RESNET18_COUNTS,
-               f"the network has {got['counts'][0]:,} parameters ({got['counts'][1]:,} trainable, "
-               f"{got['counts'][2]:,} not); expected {RESNET18_COUNTS[0]:,} ({RESNET18_COUNTS[1]:,} and "
-               f"{RESNET18_COUNTS[2]:,}). Use Gluon's default Conv2D, BatchNorm and Dense settings.")
+            missing = [tuple(w) for w in want if w not in shapes]
+            expect(not missing, f"at a {side}x{side} input, no layer of your network outputs "
+                                f"{', '.join(map(str, missing))}; the four stages should output "
+                                f"{', '.join(str(tuple(w)) for w in want)}. " + self.PIECES)
+        counts = [int(n) for n in got["counts"]]
+        no_bias = "" if got["biases"] is True else " Some of its convolutions or its Dense layer have no bias."
+        expect(counts == RESNET18_COUNTS,
+               f"your network has {counts[0]:,} parameters ({counts[1]:,} trainable, {counts[2]:,} not) "
+               f"instead of {RESNET18_COUNTS[0]:,} ({RESNET18_COUNTS[1]:,} and {RESNET18_COUNTS[2]:,})."
+               f"{no_bias} " + self.PIECES)
         expect(close(got["output"], resnet18_output(challenge["seed"], bias=bool(got["biases"]))),
-               "with fixed weights, the network's scores differ from those of ResNet-18 built as described.")
+               "with fixed weights, your network's scores differ from those of ResNet-18 built as the "
+               "notebook describes. " + self.PIECES)
 
 
 PARTS = {part.name: part for part in [

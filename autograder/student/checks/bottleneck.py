@@ -18,7 +18,7 @@ bug in the block costs only the block's marks. Layers are found by kind and
 shape, never by their auto-generated names.
 """
 import numpy as onp
-from mxnet import autograd, cpu, gluon, np as mnp
+from mxnet import autograd, cpu, gluon, init, np as mnp
 
 from .. import gluon_walk as walk
 from .. import numpy_ops as ref
@@ -26,6 +26,9 @@ from ..checking import CheckFailed, quiet_stderr
 from ..parts import Part, canonical, close, expect, fail, secret_seed
 
 EXPANSION = 4
+# train_adam receives a network already initialised with this constant weight
+# (biases zero), so that a loop which does not re-initialise it is told apart.
+PRESET_WEIGHT = 0.01
 HISTORY_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc")
 UNREADABLE = "the results your code produced could not be read as the expected kind of data."
 
@@ -98,12 +101,18 @@ def block_info(block):
 
 
 def block_name(num_channels, strides, use_projection, cls="Bottleneck"):
+    """How a case is written in messages; ``strides=None`` stands for the signature's defaults."""
+    if strides is None:
+        return f"{cls}({num_channels})"
     strides = tuple(strides) if isinstance(strides, list) else strides
     return f"{cls}({num_channels}, strides={strides}, use_projection={use_projection})"
 
 
 def build_block(Bottleneck, num_channels, strides, use_projection, cls="Bottleneck"):
+    """The block for a case; ``strides=None`` calls ``Bottleneck(num_channels)`` with the defaults."""
     try:
+        if strides is None:
+            return Bottleneck(num_channels)
         return Bottleneck(num_channels, strides=strides, use_projection=use_projection)
     except TypeError as error:
         fail(f"{block_name(num_channels, strides, use_projection, cls)} could not be created ({error}). "
@@ -334,9 +343,13 @@ def _record_history(history):
 
 
 def train(train_adam, spec, features, classes, data):
-    """Run the student's train_adam on a fresh recorder; (history record, net)."""
+    """Run the student's train_adam on a fresh recorder; (history record, net).
+
+    The recorder arrives initialised with constant weights (PRESET_WEIGHT), as a
+    network the notebook built and maybe ran before: train_adam must initialise
+    it itself (with force_reinit=True), which the hidden checks verify."""
     net = _Recorder(classes, features)
-    net.initialize(force_reinit=True)
+    net.initialize(init.Constant(PRESET_WEIGHT), force_reinit=True)
     train_iter, test_iter = _loaders(data, spec["batch_size"])
     history = train_adam(net, train_iter, test_iter, spec["epochs"], spec["lr"], cpu())
     return _record_history(history), net

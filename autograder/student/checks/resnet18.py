@@ -26,6 +26,16 @@ from ..parts import Part, canonical, expect, fail
 
 # ------------------------------------------------------------ stand-ins
 
+def plain_stride(strides):
+    """A stride as the judges compare it: ``2``, ``(2, 2)`` and ``[2, 2]`` all
+    become ``2``; an uneven pair stays a list (``[2, 1]``), which no judge accepts.
+    Gluon takes either spelling, so the checks must too."""
+    if isinstance(strides, (tuple, list)):
+        pair = [int(n) for n in strides]
+        return pair[0] if len(pair) == 2 and pair[0] == pair[1] else pair
+    return int(strides)
+
+
 class _UnitSpy(gluon.nn.HybridBlock):
     """Stands in for Residual: records its arguments, changes the shape as
     Residual would. A HybridBlock, so it fits any Gluon container."""
@@ -33,7 +43,7 @@ class _UnitSpy(gluon.nn.HybridBlock):
 
     def __init__(self, num_channels, use_1x1conv=False, strides=1, **kwargs):
         super().__init__(**kwargs)
-        type(self).calls.append([int(num_channels), bool(use_1x1conv), int(strides)])
+        type(self).calls.append([int(num_channels), bool(use_1x1conv), plain_stride(strides)])
         self.proj = gluon.nn.Conv2D(num_channels, 1, strides=strides)
 
     def hybrid_forward(self, F, X):
@@ -62,11 +72,22 @@ def stem_spy():
     return stem
 
 
+def residual_name(channels, proj, strides):
+    """How a case is written in messages; ``proj=None`` stands for the defaults."""
+    if proj is None:
+        return f"Residual({channels})"
+    return f"Residual({channels}, use_1x1conv={proj}, strides={strides})"
+
+
 def build_residual(Residual, channels, proj, strides):
+    """``Residual(channels, use_1x1conv=proj, strides=strides)``, or ``Residual(channels)``
+    when ``proj`` is None, which tests the signature's defaults."""
     try:
+        if proj is None:
+            return Residual(channels)
         return Residual(channels, use_1x1conv=proj, strides=strides)
     except TypeError as error:
-        fail(f"Residual({channels}, use_1x1conv={proj}, strides={strides}) could not be created "
+        fail(f"{residual_name(channels, proj, strides)} could not be created "
              f"({error}). Keep the signature Residual(num_channels, use_1x1conv=False, strides=1).")
 
 
@@ -90,7 +111,7 @@ class ResidualDemoShapes(Part):
     def judge(self, challenge, observation):
         for (c, p, s, x_shape), got in zip(challenge["cases"], observation["shapes"], strict=True):
             want = [x_shape[0], c, out_side(x_shape[2], s), out_side(x_shape[3], s)]
-            expect(got == want, f"Residual({c}, use_1x1conv={p}, strides={s}) on an input of shape "
+            expect(got == want, f"{residual_name(c, p, s)} on an input of shape "
                                 f"{tuple(x_shape)} gave output shape {tuple(got)}, expected {tuple(want)}.")
 
 
@@ -115,19 +136,26 @@ class StemShapes(Part):
 
 # ------------------------------------------------------------ resnet_block
 
+def stage_name(channels, count, first):
+    """How a case is written in messages; ``first=None`` stands for the default."""
+    return f"resnet_block({channels}, {count}" + ("" if first is None else f", first_block={first}") + ")"
+
+
 class ResnetBlockDemo(Part):
     name = "resnet_block_demo"
     description = "resnet_block(64, 2, first_block=True) keeps (B, 64, H, W); resnet_block(128, 2) halves it"
 
     def challenge(self, rng=None):
-        return {"cases": [[64, 2, True], [128, 2, False]]}
+        # first_block None: called without it, so the default (False) is used
+        return {"cases": [[64, 2, True], [128, 2, None]]}
 
     def observe(self, resnet_block, challenge):
         found = []
         for channels, count, first in challenge["cases"]:
             spy = unit_spy()
             with walk.replaced(resnet_block, Residual=spy):
-                blk = resnet_block(channels, count, first_block=first)
+                blk = (resnet_block(channels, count) if first is None
+                       else resnet_block(channels, count, first_block=first))
             found.append({"calls": spy.calls, "children": len(walk.children(blk)),
                           "shape": walk.shape_of(walk.run(blk, (2, max(1, channels // 2), 8, 8)))})
         return {"found": found}
@@ -136,7 +164,7 @@ class ResnetBlockDemo(Part):
         for (channels, count, first), got in zip(challenge["cases"], observation["found"], strict=True):
             side = 8 if first else 4
             expect(got["shape"] == [2, channels, side, side],
-                   f"resnet_block({channels}, {count}, first_block={first}) gave output shape "
+                   f"{stage_name(channels, count, first)} gave output shape "
                    f"{tuple(got['shape'])} on an input of 8x8, expected {(2, channels, side, side)}.")
 
 
