@@ -83,6 +83,20 @@ def _bad_inputs(inbox):
     nbformat.write(huge, inbox / "huge_output.ipynb")
 
 
+def write_attacks(inbox, course_dir, port):
+    """``attack_<name>.ipynb`` in ``inbox``: the correct answer with each attack of the suite in its cell."""
+    release = _release()
+    for attack in sorted(ATTACKS.glob("*.py")):
+        code = (attack.read_text().replace('os.environ.get("ATTACK_PORT", "1")', f'"{port}"')
+                .replace('os.environ.get("ATTACK_COURSE", "/nonexistent")', repr(str(course_dir))))
+        answers = dict(_reference_answers())
+        patched = ATTACKS / f".{attack.stem}.tmp"
+        patched.write_text(code)
+        answers.update(read_answers(patched))
+        patched.unlink()
+        nbformat.write(fill(release, answers), inbox / f"attack_{attack.stem}.ipynb")
+
+
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory):
     root = tmp_path_factory.mktemp("batch")
@@ -96,16 +110,7 @@ def batch(tmp_path_factory):
     listener.bind(("127.0.0.1", 0))
     listener.listen()
     listener.setblocking(False)
-    port = listener.getsockname()[1]
-    for attack in sorted(ATTACKS.glob("*.py")):
-        code = (attack.read_text().replace('os.environ.get("ATTACK_PORT", "1")', f'"{port}"')
-                .replace('os.environ.get("ATTACK_COURSE", "/nonexistent")', repr(str(course_dir))))
-        answers = dict(_reference_answers())
-        patched = ATTACKS / f".{attack.stem}.tmp"
-        patched.write_text(code)
-        answers.update(read_answers(patched))
-        patched.unlink()
-        nbformat.write(fill(release, answers), inbox / f"attack_{attack.stem}.ipynb")
+    write_attacks(inbox, course_dir, listener.getsockname()[1])
     _bad_inputs(inbox)
     rows = grade("resnet18", [str(inbox)], course_dir=course_dir, jobs=2, progress=False,
                  limits=LIMITS)
