@@ -5,14 +5,16 @@ Instructors can run plain nbgrader commands from the repository root
 the course's own commands (``python -m autograder ...``) use this file too.
 """
 import os
+from pathlib import Path
 
+import nbgrader
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearHiddenTests, ClearOutput,
                                     DeduplicateIds, GetGrades, OverwriteCells, OverwriteKernelspec,
                                     SaveAutoGrades)
 
 from autograder.grade.autograde import RestoreSubmission, TrustedExecute
-from autograder.grade.feedback import ShortTracebacks
+from autograder.grade.feedback import TEMPLATES, PartSummary, ShortTracebacks
 from autograder.grade.verdicts import ApplyVerdicts
 
 c = get_config()  # noqa: F821 (provided by nbgrader)
@@ -34,8 +36,13 @@ else:
                                           OverwriteCells, CheckCellMetadata]
     c.Autograde.autograde_preprocessors = [TrustedExecute, SaveAutoGrades, AssignLatePenalties]
 
-# Feedback shows which parts failed and why, never the hidden test code:
-# hidden regions are removed and tracebacks cut to the final message.
-c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, ShortTracebacks,
+# Feedback shows which parts failed and why, never the hidden test code: hidden regions are
+# removed, tracebacks cut to the final message, and a per-part summary goes on top
+# (autograder/grade/feedback.py, with the course's page template, which wraps long messages).
+c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, ShortTracebacks, PartSummary,
                                     CSSHTMLHeaderPreprocessor]
 c.ClearHiddenTests.enforce_metadata = False
+c.HTMLExporter.template_name = "resnet_feedback"
+c.HTMLExporter.template_file = "page.html.j2"  # extends nbgrader's feedback/index.html.j2
+c.HTMLExporter.extra_template_basedirs = [
+    str(Path(nbgrader.__file__).parent / "server_extensions" / "formgrader" / "templates"), str(TEMPLATES)]
