@@ -149,6 +149,18 @@ def test_what_the_commands_write_is_ignored_by_git(clone):
     assert status == ""
 
 
+def test_readme_commands_run_again_with_new_submissions(clone):
+    """Next week: the same block, one more student; the gradebook keeps everyone."""
+    submit(clone["root"], "late_student", clone["inbox"] / "deleted_tests.ipynb")
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", readme_commands()], cwd=clone["root"],
+                          env=clone["env"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert _scores(clone["root"], "late_student") == FULL
+    assert _scores(clone["root"], "stripped_metadata") == FULL
+    assert subprocess.run(["git", "status", "--porcelain"], cwd=clone["root"], capture_output=True,
+                          text=True).stdout == ""  # release/ regenerated as committed
+
+
 def test_files_that_cannot_be_graded_are_refused_loudly(clone):
     for student, (name, _) in REFUSED.items():
         submit(clone["root"], student, clone["inbox"] / name)
