@@ -169,4 +169,14 @@ def test_files_that_cannot_be_graded_are_refused_loudly(clone):
     assert done.returncode != 0
     for student, (_, reason) in REFUSED.items():
         assert f"for student '{student}'" in done.stderr and reason in done.stderr
-        assert not (clone["root"] / "autograded" / student).exists()
+        assert not (clone["root"] / "autograded" / student / "resnet18").exists()
+
+
+def test_without_bubblewrap_nothing_is_graded(clone):
+    submit(clone["root"], "unsandboxed", clone["inbox"] / "attack_instructor_files.ipynb")
+    env = dict(clone["env"], PATH=os.path.join(sys.prefix, "bin"))  # no bwrap on PATH
+    done = subprocess.run([os.path.join(sys.prefix, "bin", "nbgrader"), "autograde", "resnet18",
+                           "--student=unsandboxed"], cwd=clone["root"], env=env, capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "bubblewrap (bwrap) is not available" in done.stderr
+    assert not (clone["root"] / "autograded" / "unsandboxed" / "resnet18").exists()
