@@ -187,14 +187,12 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
     state = report.State(work)
     entries = collect(inputs, assignment, roster=roster, workdir=work / "intake")
     messages = report.remove_ghosts(course_dir, assignment, state, entries)
-    unchanged, fresh = [], []
+    fresh, input_keys = [], {}
     for entry in entries:
         key = entry.sha256 and _input_key(entry, assignment)
-        if (not force and entry.reason is None and entry.student_id in state.rows
-                and _cached(work, course_dir, assignment, entry.student_id, "input_key", key)):
-            unchanged.append(entry)
-        else:
-            entry.input_key = key
+        if (force or entry.reason is not None or entry.student_id not in state.rows
+                or not _cached(work, course_dir, assignment, entry.student_id, "input_key", key)):
+            input_keys[id(entry)] = key
             fresh.append(entry)
     verdicts, items, to_run = {}, [], []
     if any(e.reason is None for e in fresh):
@@ -208,7 +206,7 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
             for item in items:
                 if item.notebook is None:
                     continue
-                item.key, item.input_key = _key(item.notebook, assignment), item.entry.input_key
+                item.key, item.input_key = _key(item.notebook, assignment), input_keys[id(item.entry)]
                 cached = None if force else _cached(work, course_dir, assignment, item.student_id, "key", item.key)
                 if cached:
                     verdicts[item.student_id] = dict(cached, input_key=item.input_key)
