@@ -1,39 +1,49 @@
 """nbgrader settings for this course; the repository root is the course directory.
 
 Instructors can run plain nbgrader commands from the repository root
-(``nbgrader generate_assignment resnet18``, ``nbgrader autograde resnet18``);
+(``nbgrader generate_assignment resnet18 --force``, ``nbgrader autograde resnet18``);
 the course's own commands (``python -m autograder ...``) use this file too.
 """
-from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
-from nbgrader.preprocessors import GetGrades
+import os
+from pathlib import Path
 
-from autograder.grade.feedback import ClearHiddenTestsInTestCells, ShortTracebacks
+import nbgrader
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearOutput,
+                                    DeduplicateIds, GetGrades, OverwriteCells, OverwriteKernelspec,
+                                    SaveAutoGrades)
+
+from autograder.grade.autograde import RestoreSubmission, TrustedExecute
+from autograder.grade.feedback import TEMPLATES, ClearHiddenTestsInTestCells, PartSummary, ShortTracebacks
+from autograder.grade.verdicts import ApplyVerdicts
 
 c = get_config()  # noqa: F821 (provided by nbgrader)
 
 c.CourseDirectory.course_id = "resnet"
 
-# A cold `import mxnet` takes about 8 s on a slow machine; the longest test
-# cell (the whole ResNet-18 at two input sizes) a few seconds more.
-c.Execute.timeout = 120
-c.Execute.interrupt_on_timeout = True
+# `nbgrader autograde` runs the course's trusted pipeline, the same as the batch grader
+# (`python -m autograder grade`), see autograder/grade/autograde.py: the submission is
+# restored on the release's skeleton before nbgrader checks its cells, its code runs in the
+# sandbox, and the verdicts, judged in nbgrader's process, are what nbgrader scores.
+# Sandbox limits: --TrustedExecute.timeout=180 (s), --TrustedExecute.cpu=300 (s),
+# --TrustedExecute.memory=4096 (MiB), --TrustedExecute.processes=256, --TrustedExecute.disk=256 (MiB).
+if os.environ.get("RESNET_VERDICTS"):
+    # The batch grader has restored, run and judged each submission already: its verdict files are
+    # applied as they are (the cell positions they name are those of the notebook it submitted).
+    c.Autograde.autograde_preprocessors = [ApplyVerdicts, SaveAutoGrades, AssignLatePenalties]
+else:
+    c.Autograde.sanitize_preprocessors = [RestoreSubmission, ClearOutput, DeduplicateIds, OverwriteKernelspec,
+                                          OverwriteCells, CheckCellMetadata]
+    c.Autograde.autograde_preprocessors = [TrustedExecute, SaveAutoGrades, AssignLatePenalties]
 
-# Feedback shows which parts failed and why, never the hidden test code:
-# hidden regions are removed (from the test cells only: a student's own code may
-# contain the marker text) and tracebacks cut to the final message.
-c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTestsInTestCells, ShortTracebacks,
+# Feedback shows which parts failed and why, never the hidden test code: hidden regions are
+# removed (from the test cells only: a student's own code may contain the marker text),
+# tracebacks cut to the final message, and a per-part summary goes on top
+# (autograder/grade/feedback.py, with the course's page template, which wraps long messages).
+c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTestsInTestCells, ShortTracebacks, PartSummary,
                                     CSSHTMLHeaderPreprocessor]
 c.ClearHiddenTests.enforce_metadata = False
-
-# The batch grader (`python -m autograder grade`) runs and judges submissions
-# in its sandbox, then lets nbgrader score its verdicts instead of executing
-# student code in nbgrader's own process. Plain `nbgrader autograde` is unchanged.
-import os  # noqa: E402
-
-if os.environ.get("RESNET_VERDICTS"):
-    from nbgrader.preprocessors import AssignLatePenalties, SaveAutoGrades
-
-    from autograder.grade.verdicts import ApplyVerdicts
-
-    # (nbgrader's sanitize step has already checked the cell metadata.)
-    c.Autograde.autograde_preprocessors = [ApplyVerdicts, SaveAutoGrades, AssignLatePenalties]
+c.HTMLExporter.template_name = "resnet_feedback"
+c.HTMLExporter.template_file = "page.html.j2"  # extends nbgrader's feedback/index.html.j2
+c.HTMLExporter.extra_template_basedirs = [
+    str(Path(nbgrader.__file__).parent / "server_extensions" / "formgrader" / "templates"), str(TEMPLATES)]

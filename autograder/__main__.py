@@ -19,23 +19,25 @@ def main(argv=None):
     demo = commands.add_parser("demo", help="grade the bundled sample submissions with nbgrader")
     demo.add_argument("--out", default="demo-output", help="course directory to create (default: demo-output)")
     grade = commands.add_parser(
-        "grade", help="grade a batch of submissions in a sandbox (see autograder/grade.py)",
+        "grade", help="grade a batch of submissions in a sandbox (see autograder/grade/batch.py)",
         description="Grade submissions as received (folders of notebooks, LMS zips, nbgrader's submitted/ "
                     "tree) into the nbgrader gradebook, grading/<assignment>/grades.csv (one row per input "
                     "file), feedback/ and a summary.")
     grade.add_argument("assignment", help="assignment name, e.g. resnet18")
     grade.add_argument("inputs", nargs="+", help="folders, zip files or notebooks")
     grade.add_argument("--course-dir", default=None, help="nbgrader course directory (default: this repository)")
-    grade.add_argument("--roster", help="CSV with columns student_id and match (or file) to name students")
+    grade.add_argument("--roster", help="CSV with columns student_id and match (or file) to name students, "
+                                        "or a Canvas gradebook export (then canvas_import.csv is written too)")
     grade.add_argument("--jobs", type=int, default=None, help="parallel workers (default: all cores)")
     grade.add_argument("--force", action="store_true", help="regrade submissions already graded and unchanged")
-    grade.add_argument("--timeout", type=int, default=180, help="wall-clock seconds per submission (default: 180)")
-    grade.add_argument("--cpu", type=int, default=300, help="CPU seconds per submission (default: 300)")
-    grade.add_argument("--memory", type=int, default=4096, help="memory limit per submission, MiB (default: 4096)")
+    grade.add_argument("--timeout", type=int, default=180, help="wall-clock seconds per submission (default: %(default)s)")
+    grade.add_argument("--cpu", type=int, default=300, help="CPU seconds per submission (default: %(default)s)")
+    grade.add_argument("--memory", type=int, default=4096,
+                       help="memory limit per submission, MiB (default: %(default)s)")
     grade.add_argument("--processes", type=_positive, default=256,
-                       help="processes and threads a submission may start (default: 256)")
+                       help="processes and threads a submission may start (default: %(default)s)")
     grade.add_argument("--disk", type=_positive, default=256,
-                       help="MiB a submission may write to its private /tmp, held in memory (default: 256)")
+                       help="MiB a submission may write to its private /tmp, held in memory (default: %(default)s)")
     grade.add_argument("--no-sandbox", action="store_true",
                        help="run without bubblewrap (no file-system, network or disk isolation; rlimits only)")
     grade.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -63,9 +65,13 @@ def main(argv=None):
                                        memory_bytes=args.memory << 20, processes=args.processes,
                                        disk_bytes=args.disk << 20),
                          sandbox=not args.no_sandbox, progress=not args.no_progress)
-        graded = sum(r["status"] == "graded" for r in rows)
-        print(f"{len(rows)} files: {graded} graded, {len(rows) - graded} not gradable. "
-              f"See grading/{args.assignment}/grades.csv, summary.png, pass_rates.csv and feedback/.")
+        files = [r for r in rows if r["status"] != "missing"]
+        graded = sum(r["status"] == "graded" for r in files)
+        print(f"{len(files)} files: {graded} graded, {len(files) - graded} not gradable"
+              + (f"; {len(rows) - len(files)} roster students sent nothing" if len(rows) > len(files) else "")
+              + f". See grading/{args.assignment}/ and feedback/.")
+        for message in rows.messages:
+            print(message)
     elif args.command == "publish":
         from .assign.publish import Refused, publish as run_publish
         try:

@@ -3,11 +3,15 @@
 Usage: python bench/grade_vs_nbgrader.py [--count 24] [--jobs N]
 
 Builds ``count`` submissions of the ResNet-18 assignment (the bundled samples,
-repeated under different student ids), then grades them twice, side by side
-in this one run, each in a fresh course directory:
+repeated under different student ids), then grades them three times, side by
+side in this one run, each in a fresh course directory:
 
-* stock: ``nbgrader autograde resnet18`` (one Jupyter kernel per notebook,
-  one notebook at a time, student code run as the instructor);
+* stock: ``nbgrader autograde resnet18`` with nbgrader's own preprocessors
+  (the course's nbgrader_config.py replaced by a stock one: one Jupyter
+  kernel per notebook, one notebook at a time, student code run as the
+  instructor);
+* ``nbgrader autograde resnet18`` with the course's config: the trusted
+  pipeline, one notebook at a time on one warm sandbox worker;
 * ours: ``python -m autograder grade`` (sandboxed warm workers, one per core).
 
 Both timings include everything the command does (for ours: intake,
@@ -40,8 +44,17 @@ def make_submissions(count):
     return {f"student{i:03d}": fill(release, answers[i % len(answers)]) for i in range(count)}
 
 
-def stock(root, submissions):
-    course_dir = prepare_course(root / "stock")
+STOCK_CONFIG = """c = get_config()
+c.CourseDirectory.course_id = "resnet"
+c.Execute.timeout = 120
+"""
+
+
+def plain_nbgrader(root, submissions, stock_config):
+    """(autograde seconds, generate_feedback seconds) with plain ``nbgrader``."""
+    course_dir = prepare_course(root / ("stock" if stock_config else "trusted"))
+    if stock_config:
+        (course_dir / "nbgrader_config.py").write_text(STOCK_CONFIG)
     for student, nb in submissions.items():
         target = course_dir / "submitted" / student / "resnet18" / "resnet18.ipynb"
         target.parent.mkdir(parents=True)
@@ -76,11 +89,13 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         t_ours = ours(root, submissions, args.jobs)
-        t_stock, t_feedback = stock(root, submissions)
+        t_stock, t_feedback = plain_nbgrader(root, submissions, stock_config=True)
+        t_trusted, _ = plain_nbgrader(root, submissions, stock_config=False)
     n = len(submissions)
     print(f"{n} submissions, {os.cpu_count()} cores, {args.jobs} workers")
     print(f"stock nbgrader autograde:          {t_stock:6.1f} s  ({t_stock / n:.2f} s per submission)")
     print(f"stock autograde + generate_feedback: {t_stock + t_feedback:4.1f} s")
+    print(f"nbgrader autograde, course config (trusted): {t_trusted:4.1f} s  ({t_trusted / n:.2f} s per submission)")
     print(f"python -m autograder grade (with feedback): {t_ours:4.1f} s  ({t_ours / n:.2f} s per submission)")
     print(f"speed-up vs autograde: {t_stock / t_ours:.1f}x; "
           f"vs autograde + feedback: {(t_stock + t_feedback) / t_ours:.1f}x")

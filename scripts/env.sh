@@ -15,6 +15,12 @@ if ! command -v bwrap >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [
   { apt-get install -y -qq bubblewrap || { apt-get update -qq && apt-get install -y -qq bubblewrap; }; } >/dev/null 2>&1 ||
     echo "bubblewrap could not be installed: sandboxed grading tests will be skipped." >&2
 fi
+# A headless browser for the feedback page's layout test; installed when we can, else that test skips.
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "Installing chromium with apt-get (for the feedback page test) ..."
+  { apt-get install -y -qq chromium || { apt-get update -qq && apt-get install -y -qq chromium; }; } >/dev/null 2>&1 ||
+    echo "chromium could not be installed: the feedback page test will be skipped." >&2
+fi
 # shellcheck disable=SC1091
 source .venv/bin/activate
 export MPLBACKEND=${MPLBACKEND:-Agg}

@@ -157,6 +157,20 @@ def _student_edition_notebook(folder):
     return nbformat.read(folder / "release" / "resnet18" / "resnet18.ipynb", as_version=4)
 
 
+def write_attacks(inbox, course_dir, port):
+    """``attack_<name>.ipynb`` in ``inbox``: the correct answer with each attack of the suite in its cell."""
+    release = _release()
+    for attack in sorted(ATTACKS.glob("*.py")):
+        code = (attack.read_text().replace('os.environ.get("ATTACK_PORT", "1")', f'"{port}"')
+                .replace('os.environ.get("ATTACK_COURSE", "/nonexistent")', repr(str(course_dir))))
+        answers = dict(_reference_answers())
+        patched = ATTACKS / f".{attack.stem}.tmp"
+        patched.write_text(code)
+        answers.update(read_answers(patched))
+        patched.unlink()
+        nbformat.write(fill(release, answers), inbox / f"attack_{attack.stem}.ipynb")
+
+
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory):
     root = tmp_path_factory.mktemp("batch")
@@ -173,16 +187,7 @@ def batch(tmp_path_factory):
     listener.bind(("127.0.0.1", 0))
     listener.listen()
     listener.setblocking(False)
-    port = listener.getsockname()[1]
-    for attack in sorted(ATTACKS.glob("*.py")):
-        code = (attack.read_text().replace('os.environ.get("ATTACK_PORT", "1")', f'"{port}"')
-                .replace('os.environ.get("ATTACK_COURSE", "/nonexistent")', repr(str(course_dir))))
-        answers = dict(_reference_answers())
-        patched = ATTACKS / f".{attack.stem}.tmp"
-        patched.write_text(code)
-        answers.update(read_answers(patched))
-        patched.unlink()
-        nbformat.write(fill(release, answers), inbox / f"attack_{attack.stem}.ipynb")
+    write_attacks(inbox, course_dir, listener.getsockname()[1])
     nbformat.write(fill(release, _hidden_marker_answers()), inbox / "hidden_marker.ipynb")
     _bad_inputs(inbox)
     with HostWatch([tempfile.gettempdir(), str(course_dir)]) as host:

@@ -461,3 +461,45 @@ def test_restored_notebooks_grade_with_real_nbgrader(tmp_path):
     with Gradebook(f"sqlite:///{course_dir / 'gradebook.db'}") as gb:
         scores = {s: gb.find_submission(ASSIGNMENT, s).score for s in received}
     assert scores == {"full": 100, "blank": 0, "messy": 100}
+
+
+def test_ambiguous_roster_matches_are_errors_and_missing_students_are_listed(tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for name in ("ann_lee.ipynb", "ann_leeds.ipynb", "max kim.ipynb", "notes_ann_lee.pdf"):
+        (inbox / name).write_bytes(NB_BYTES)
+    roster = tmp_path / "roster.csv"
+    roster.write_text("student_id,match\ns1,ann_lee\ns2,max\ns3,kim\ns4,zoe\n")
+    entries = collect(inbox, ASSIGNMENT, roster=roster, workdir=tmp_path / "w")
+    by_name = {Path(e.source).name: e for e in entries}
+    # "ann_lee" fits two notebooks: neither is given to s1, and the reason names both files.
+    for name in ("ann_lee.ipynb", "ann_leeds.ipynb"):
+        assert by_name[name].status == "error"
+        assert "several files" in by_name[name].reason
+        assert "ann_lee.ipynb" in by_name[name].reason and "ann_leeds.ipynb" in by_name[name].reason
+    # "max kim" fits s2 and s3 equally well.
+    assert by_name["max kim.ipynb"].status == "error"
+    assert "s2, s3 fit this file equally well" in by_name["max kim.ipynb"].reason
+    assert "not a notebook" in by_name["notes_ann_lee.pdf"].reason  # its own reason, not an ambiguity
+    assert collect_mod.roster_missing(collect_mod.read_roster(roster), entries) == ["s2", "s3", "s4"]
+
+
+def test_canvas_gradebook_export_is_a_roster(tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "doejane_111_9001_resnet18.ipynb").write_bytes(NB_BYTES)
+    (inbox / "Jane Doe resnet18.ipynb").write_bytes(NB_BYTES)
+    (inbox / "kimmax_333_9003_resnet18.ipynb").write_bytes(NB_BYTES)
+    roster = tmp_path / "export.csv"
+    roster.write_text('Student,ID,SIS User ID,SIS Login ID,Section,resnet18 (5501)\n'
+                      '    Points Possible,,,,,100\n'
+                      '"Doe, Jane",111,S111,jane.doe@uni.example,A,\n'
+                      '"Kim, Max",333,S333,,B,\n'
+                      '"Roe, Rick",444,,,B,\n')
+    rows = collect_mod.read_roster(roster)
+    assert [(r["student_id"], r["canvas_id"]) for r in rows] == [("jane_doe", "111"), ("S333", "333"),
+                                                                 ("canvas_444", "444")]
+    entries = collect(inbox, ASSIGNMENT, roster=roster, workdir=tmp_path / "w")
+    assert {Path(e.source).name: e.student_id for e in entries} == {
+        "doejane_111_9001_resnet18.ipynb": "jane_doe", "Jane Doe resnet18.ipynb": "jane_doe_2",  # the roster's id first
+        "kimmax_333_9003_resnet18.ipynb": "S333"}

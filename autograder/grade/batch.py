@@ -11,13 +11,15 @@
 4. **Record** with nbgrader's own API: the verdicts go through nbgrader's
    autograde (ApplyVerdicts + SaveAutoGrades) into the gradebook, then its
    generate_feedback writes the HTML feedback.
-5. **Report**: ``grading/<assignment>/grades.csv`` (one row per input file),
-   ``summary.png`` (score histogram), ``pass_rates.csv`` (per part).
+5. **Report** (``report.py``): this run's rows (one per input file, one per
+   roster student without a file) in ``grading/<assignment>/runs/``, and
+   ``grades.csv``, ``summary.png``, ``pass_rates.csv`` and the LMS files
+   over every student of the assignment.
 
-Re-running skips submissions whose notebook is unchanged since they were
-graded, unless ``--force``.
+Re-running skips submissions whose file is unchanged since they were graded
+(before restoring them, and without starting the sandbox when nothing is
+left to do), unless ``--force``.
 """
-import csv
 import hashlib
 import json
 import os
@@ -33,8 +35,9 @@ from nbgrader.api import Gradebook, MissingEntry
 
 from .. import course
 from . import trusted
-from ..assign.demo import max_scores, parts_of
-from .intake import intake
+from ..assign.demo import max_scores
+from . import report
+from .intake import collect, read_roster, restore_entries, roster_missing
 from .nbgrader_cli import nbgrader
 from .sandbox.pool import Limits, Pool, bwrap_available
 
@@ -130,7 +133,7 @@ def _run_all(pool, recorder, items, assignment, limits, jobs, progress, course_d
     with ThreadPoolExecutor(jobs) as threads:
         for future in as_completed([threads.submit(one, item) for item in items]):
             item, verdict = future.result()
-            results[item.student_id] = verdict = dict(verdict, key=item.key)
+            results[item.student_id] = verdict = dict(verdict, key=item.key, input_key=item.input_key)
             _submit(course_dir, work, assignment, item, verdict)
             if len(results) == len(items) // 2 and len(items) >= 8:
                 recorder.round()
@@ -144,80 +147,34 @@ def _run_all(pool, recorder, items, assignment, limits, jobs, progress, course_d
     return results
 
 
-def _scores(course_dir, assignment, students):
-    """{student: {part: score}} from the gradebook."""
-    parts = parts_of(course.source_notebook(assignment))
-    table = {}
-    with Gradebook(f"sqlite:///{course_dir / 'gradebook.db'}") as gb:
-        for student in students:
-            try:
-                notebook = gb.find_submission_notebook(assignment, assignment, student)
-            except MissingEntry:
-                continue
-            by_id = {grade.name: grade.score for grade in notebook.grades}
-            table[student] = {part: sum(by_id.get(g, 0) for g in ids) for part, ids in parts}
-    return table
+class Rows(list):
+    """The run's rows (one per input file, one per roster student without a file), with
+    ``messages``: what the instructor should read (skipped, removed, left blank)."""
+    messages = ()
 
 
-def _write_reports(course_dir, work, assignment, items, scores, verdicts):
-    maxima = max_scores(assignment)
-    total_max = sum(maxima.values())
-    rows = []
-    for item in items:
-        student = item.student_id
-        notes = list(item.notes)
-        if student in verdicts and verdicts[student].get("note"):
-            notes.append(verdicts[student]["note"])
-        if item.notebook is None:
-            status, score, parts = "unusable", 0, {p: 0 for p in maxima}
-            notes.insert(0, item.reason)
-        elif student in scores:
-            status, parts = "graded", scores[student]
-            score = sum(parts.values())
-            if not (course_dir / "feedback" / student / assignment / f"{assignment}.html").exists():
-                notes.append("no feedback page: nbgrader's generate_feedback failed on this notebook")
-        else:
-            status, score, parts = "error", 0, {p: 0 for p in maxima}
-            notes.append("nbgrader did not record a grade for this submission")
-        rows.append({"input": item.entry.source, "student_id": student, "status": status,
-                     "score": f"{score:g}", "max_score": f"{total_max:g}",
-                     **{f"{p} /{maxima[p]:g}": f"{parts[p]:g}" for p in maxima}, "notes": "; ".join(n for n in notes if n)})
-    with open(work / "grades.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["input"])
-        writer.writeheader()
-        writer.writerows(rows)
-    graded = [r for r in rows if r["status"] == "graded"]
-    with open(work / "pass_rates.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["part", "max_score", "full_marks", "graded", "pass_rate"])
-        for p in maxima:
-            full = sum(float(r[f"{p} /{maxima[p]:g}"]) == maxima[p] for r in graded)
-            writer.writerow([p, maxima[p], full, len(graded), f"{full / len(graded):.2f}" if graded else ""])
-    _histogram(work / "summary.png", assignment, [float(r["score"]) for r in graded], total_max,
-               not_graded=len(rows) - len(graded))
-    return rows
+def _input_key(entry, assignment):
+    """What a cached verdict depends on, known before restoring: the file's bytes, its student id,
+    the assignment's source and this grader."""
+    digest = hashlib.sha256()
+    for part in (GRADER_VERSION, assignment, entry.student_id, entry.sha256,
+                 course.source_notebook(assignment).read_bytes()):
+        digest.update(part if isinstance(part, bytes) else part.encode())
+    return digest.hexdigest()
 
 
-def _histogram(path, assignment, totals, total_max, not_graded):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.hist(totals, bins=[i * total_max / 10 for i in range(11)], edgecolor="black")
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel(f"score (out of {total_max:g})")
-    ax.set_ylabel("submissions")
-    title = f"{assignment}: {len(totals)} graded submissions"
-    ax.set_title(title + (f" ({not_graded} not gradable)" if not_graded else ""))
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+def _cached(work, course_dir, assignment, student, field, key):
+    """The saved verdict for ``student`` if its ``field`` is ``key`` and nbgrader graded it; else None."""
+    path = work / "verdicts" / f"{student}.json"
+    if not path.exists() or not (course_dir / "autograded" / student / assignment).exists():
+        return None
+    saved = json.loads(path.read_text())
+    return saved if saved.get(field) == key else None
 
 
 def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, force=False,
           limits=None, sandbox=True, progress=True):
-    """Grade everything in ``inputs``; returns the rows of grades.csv."""
+    """Grade everything in ``inputs``; returns the run's rows (:class:`Rows`)."""
     course_dir = Path(course_dir).resolve()
     limits = limits or Limits()
     jobs = jobs or os.cpu_count() or 1
@@ -227,34 +184,65 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
     work = course_dir / "grading" / assignment
     shutil.rmtree(work / "intake", ignore_errors=True)
     (work / "verdicts").mkdir(parents=True, exist_ok=True)
-    _ensure_assignment(course_dir, assignment)
-    recorder = _Recorder(course_dir, assignment, work / "verdicts")
-    pool = Pool(jobs, sandbox=sandbox, limits=limits)
-    for caveat in pool.caveats:
-        print(f"warning: {caveat}", file=sys.stderr)
-    warming = threading.Thread(target=pool.start)  # workers warm up while intake runs
-    warming.start()
-    try:
-        items = intake(inputs, assignment, work / "intake", roster=roster, course_dir=course_dir)
-        verdicts, to_run = {}, []
-        for item in items:
-            if item.notebook is None:
-                continue
-            key = _key(item.notebook, assignment)
-            cached = work / "verdicts" / f"{item.student_id}.json"
-            if not force and cached.exists():
-                saved = json.loads(cached.read_text())
-                if saved.get("key") == key and (course_dir / "autograded" / item.student_id / assignment).exists():
-                    verdicts[item.student_id] = saved
+    state = report.State(work)
+    entries = collect(inputs, assignment, roster=roster, workdir=work / "intake")
+    messages = report.remove_ghosts(course_dir, assignment, state, entries)
+    fresh, input_keys = [], {}
+    for entry in entries:
+        key = entry.sha256 and _input_key(entry, assignment)
+        if (force or entry.reason is not None or entry.student_id not in state.rows
+                or not _cached(work, course_dir, assignment, entry.student_id, "input_key", key)):
+            input_keys[id(entry)] = key
+            fresh.append(entry)
+    verdicts, items, to_run = {}, [], []
+    if any(e.reason is None for e in fresh):
+        _ensure_assignment(course_dir, assignment)
+        recorder = _Recorder(course_dir, assignment, work / "verdicts")
+        pool = Pool(jobs, sandbox=sandbox, limits=limits)
+        for caveat in pool.caveats:
+            print(f"warning: {caveat}", file=sys.stderr)
+        warming = threading.Thread(target=pool.start)  # workers warm up while intake restores the notebooks
+        warming.start()
+        try:
+            items = restore_entries(fresh, assignment, course_dir)
+            for item in items:
+                if item.notebook is None:
                     continue
-            item.key = key
-            to_run.append(item)
-        warming.join()
-        if to_run:
-            verdicts.update(_run_all(pool, recorder, to_run, assignment, limits, jobs, progress, course_dir, work))
-    finally:
-        warming.join()
-        pool.close()
-        recorder.close()
-    scores = _scores(course_dir, assignment, [item.student_id for item in items])
-    return _write_reports(course_dir, work, assignment, items, scores, verdicts)
+                item.key, item.input_key = _key(item.notebook, assignment), input_keys[id(item.entry)]
+                cached = None if force else _cached(work, course_dir, assignment, item.student_id, "key", item.key)
+                if cached:
+                    verdicts[item.student_id] = dict(cached, input_key=item.input_key)
+                    (work / "verdicts" / f"{item.student_id}.json").write_text(json.dumps(verdicts[item.student_id]))
+                else:
+                    to_run.append(item)
+            warming.join()
+            if to_run:
+                verdicts.update(_run_all(pool, recorder, to_run, assignment, limits, jobs, progress, course_dir,
+                                         work))
+        finally:
+            warming.join()
+            pool.close()
+            recorder.close()
+    else:
+        items = restore_entries(fresh, assignment, course_dir)  # files that cannot be graded: no work
+    maxima = max_scores(assignment)
+    scores = report.gradebook_scores(course_dir, assignment)
+    by_entry = {id(item.entry): item for item in items}
+    ran = {id(item) for item in to_run}
+    rows = Rows()
+    for entry in entries:
+        if id(entry) in by_entry:
+            item = by_entry[id(entry)]
+            this_run = "graded" if id(item) in ran else "unchanged, skipped" if item.notebook is not None else ""
+            page = course_dir / "feedback" / item.student_id / assignment / f"{assignment}.html"
+            rows.append(report.run_row(item, scores, verdicts.get(item.student_id), maxima, this_run,
+                                       has_feedback=page.exists()))
+        else:
+            rows.append(dict(state.rows[entry.student_id], input=entry.source, this_run="unchanged, skipped"))
+    if roster:
+        rows += [report.missing_row(s, maxima) for s in roster_missing(read_roster(roster), entries)]
+    skipped = sum(r["this_run"] == "unchanged, skipped" for r in rows)
+    if skipped:
+        messages.insert(0, f"{skipped} unchanged, skipped (--force regrades them)")
+    rows.messages = messages + report.write(work, course_dir, assignment, rows, state, roster)
+    return rows

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import nbformat
 
-from .collect import Entry, collect, read_roster, slug
+from .collect import Entry, collect, read_roster, roster_missing, slug
 from .restore import Unusable, load_submission
 
-__all__ = ["Entry", "Intake", "Unusable", "collect", "intake", "load_submission", "read_roster", "slug"]
+__all__ = ["Entry", "Intake", "Unusable", "collect", "intake", "load_submission", "read_roster",
+           "restore_entries", "roster_missing", "slug"]
 
 
 @dataclass
@@ -40,13 +41,18 @@ def intake(inputs, assignment, workdir, roster=None, course_dir=None):
 
     ``course_dir`` defaults to this repository (``release/`` and ``source/``).
     """
+    return restore_entries(collect(inputs, assignment, roster=roster, workdir=workdir), assignment, course_dir)
+
+
+def restore_entries(entries, assignment, course_dir=None):
+    """[Intake] for collected entries: each usable file restored on the release's skeleton."""
     from ... import course
     root = Path(course_dir) if course_dir else course.ROOT
     release = nbformat.read(root / "release" / assignment / f"{assignment}.ipynb", as_version=4)
     sources = {a: nbformat.read(root / "source" / a / f"{a}.ipynb", as_version=4)
                for a in course.ASSIGNMENTS if (root / "source" / a / f"{a}.ipynb").exists()}
     results = []
-    for entry in collect(inputs, assignment, roster=roster, workdir=workdir):
+    for entry in entries:
         result = Intake(entry, notes=list(entry.notes))
         if entry.reason:
             result.reason = entry.reason

@@ -33,8 +33,21 @@ A roster, when given, wins. It is a CSV file with a ``student_id`` column and
 a ``match`` column (a case-insensitive substring of the file's path inside
 its input, e.g. ``jane doe`` or ``doejane``) and/or a ``file`` column (the
 exact file name). An exact ``file`` match beats a ``match`` match; among
-``match`` matches the longest wins. Files that match no roster row, or two
-rows equally well, get an id from the rules below, with a note.
+``match`` matches the longest wins. Files that match no roster row get an id
+from the rules below, with a note.
+
+A Canvas gradebook export (columns ``Student``, ``ID``, ``SIS User ID``,
+``SIS Login ID``, ``Section`` and assignment columns) is a roster too: a
+Canvas submission file (``<login>_<user id>_<submission id>_<name>``)
+belongs to the row whose ``ID`` is its user id, any other file to the row
+whose name (``Doe, Jane`` -> ``doejane``) it contains. The student id is the
+SIS login (before any ``@``), else the SIS user id, else ``canvas_<ID>``,
+made valid.
+
+Ambiguity is an error, never a guess: a file that fits two roster rows
+equally well, and the notebooks of one roster student when there are
+several, get ``reason`` naming the rows or files and ``status = "error"``.
+:func:`roster_missing` lists the roster's students that sent no file.
 
 Without a roster match, the id comes from where the file came from:
 
@@ -57,7 +70,8 @@ A slug keeps ASCII letters and digits (accents are dropped: ``José`` ->
 ``jose``), lower-cased; runs of anything else become one ``_``. Ids are
 valid nbgrader student ids (letters, digits, ``_``, ``-``). Ids are unique
 within the batch: a repeated id gets a suffix ``_2``, ``_3``, ... (in input
-order, notebooks before other files) and the entry a note saying so.
+order, notebooks before other files, roster ids first) and the entry a note
+saying so.
 """
 import csv
 import hashlib
@@ -101,6 +115,8 @@ class Entry:
     reason: str | None = None
     notes: list[str] = field(default_factory=list)
     late: bool = False
+    status: str = "unusable"   # what a row of this entry says when ``reason`` is set
+    roster_id: str | None = None   # the roster student this file was given to
 
 
 def slug(text):
@@ -254,13 +270,22 @@ def _identify(members, root_name, assignment):
 
 # --- roster -------------------------------------------------------------------
 
+CANVAS_COLUMNS = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
+
+
 def read_roster(path):
-    """[{student_id, match, file}] from a roster CSV; invalid ids are an error."""
+    """[{student_id, match, file, canvas_id}] from a roster CSV or a Canvas gradebook export.
+
+    Invalid ids in a plain roster are an error (ValueError)."""
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
-        columns = {c.strip().lower() for c in reader.fieldnames or []}
+        fields = [c.strip() for c in reader.fieldnames or []]
+        if set(CANVAS_COLUMNS) <= set(fields):
+            return [_canvas_row(row) for row in canvas_students(reader)]
+        columns = {c.lower() for c in fields}
         if "student_id" not in columns or not columns & {"match", "file"}:
-            raise ValueError(f"roster {path}: needs a student_id column and a match or file column")
+            raise ValueError(f"roster {path}: needs a student_id column and a match or file column "
+                             f"(or the columns of a Canvas gradebook export: {', '.join(CANVAS_COLUMNS)})")
         rows = []
         for n, row in enumerate(reader, start=2):
             row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
@@ -272,26 +297,72 @@ def read_roster(path):
                                  "(letters, digits, _ and - only)")
             if not row.get("match") and not row.get("file"):
                 raise ValueError(f"roster {path} line {n}: {sid} has neither match nor file")
-            rows.append({"student_id": sid, "match": row.get("match", ""), "file": row.get("file", "")})
+            rows.append({"student_id": sid, "match": row.get("match", ""), "file": row.get("file", ""),
+                         "canvas_id": ""})
     return rows
 
 
+def canvas_students(reader):
+    """The student rows of a Canvas gradebook export (not its "Points Possible" and similar rows)."""
+    for row in reader:
+        row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+        if row.get("ID") and row.get("Student"):
+            yield row
+
+
+def canvas_student_id(row):
+    """An nbgrader id for a Canvas gradebook row: SIS login (before '@'), SIS user id or canvas_<ID>."""
+    for candidate in (row.get("SIS Login ID", "").split("@")[0], row.get("SIS User ID", "")):
+        if candidate:
+            return candidate if STUDENT_ID.match(candidate) else slug(candidate) or f"canvas_{row['ID']}"
+    return f"canvas_{slug(row['ID']) or 'student'}"
+
+
+def _canvas_row(row):
+    squashed = re.sub(r"[^a-z0-9]", "", unicodedata.normalize("NFKD", row["Student"]).encode("ascii", "ignore")
+                      .decode().lower())
+    return {"student_id": canvas_student_id(row), "match": squashed, "file": "", "canvas_id": row["ID"]}
+
+
 def roster_id(rows, parts):
-    """(student_id or None, note or None) for a file at ``parts`` inside its input."""
+    """(student_id or None, note or None, ambiguous) for a file at ``parts`` inside its input."""
     name, path = parts[-1], "/".join(parts).lower()
-    exact = {r["student_id"] for r in rows if r["file"] and r["file"] == name}
+    canvas = CANVAS.match(name)
+    exact = {r["student_id"] for r in rows if (r["file"] and r["file"] == name)
+             or (canvas and r["canvas_id"] and r["canvas_id"] == canvas["user"])}
     if len(exact) == 1:
-        return exact.pop(), None
+        return exact.pop(), None, False
     if len(exact) > 1:
-        return None, f"roster rows {', '.join(sorted(exact))} all name the file {name}: id from the file name"
+        return None, f"roster rows {', '.join(sorted(exact))} all name the file {name}", True
     hits = [(len(r["match"]), r["student_id"]) for r in rows if r["match"] and r["match"].lower() in path]
     if not hits:
-        return None, "not on the roster: id from the file name"
+        return None, "not on the roster: id from the file name", False
     best = max(h[0] for h in hits)
     ids = sorted({sid for n, sid in hits if n == best})
     if len(ids) > 1:
-        return None, f"roster rows {', '.join(ids)} match equally well: id from the file name"
-    return ids[0], None
+        return None, f"roster rows {', '.join(ids)} fit this file equally well", True
+    return ids[0], None, False
+
+
+def roster_missing(rows, entries):
+    """The roster's student ids that no entry came from."""
+    sent = {e.roster_id for e in entries if e.roster_id}
+    return sorted({r["student_id"] for r in rows} - sent)
+
+
+def _ambiguous_owners(entries):
+    """Notebooks given by the roster to a student who has several: error rows naming the files."""
+    by_student = {}
+    for e in entries:
+        if e.reason is None and e.roster_id:
+            by_student.setdefault(e.roster_id, []).append(e)
+    for sid, group in by_student.items():
+        if len(group) > 1:
+            names = ", ".join(e.source for e in group)
+            for e in group:
+                e.reason = (f"the roster gives {sid} several files ({names}): "
+                            "name the right one in a `file` column of the roster")
+                e.status = "error"
 
 
 # --- collect ------------------------------------------------------------------
@@ -392,10 +463,12 @@ def collect(inputs, assignment, roster=None, workdir=None):
                     ext = Path(name).suffix or "(no extension)"
                     entry.reason = f"not a notebook file ({ext}): submit the .ipynb file"
             if rows is not None:
-                sid, note = roster_id(rows, m.parts)
+                sid, note, ambiguous = roster_id(rows, m.parts)
                 if sid:
-                    entry.student_id = sid
-                if note:
+                    entry.student_id = entry.roster_id = sid
+                if ambiguous and entry.reason is None:
+                    entry.reason, entry.status = f"ambiguous: {note}", "error"
+                elif note:
                     entry.notes.append(note)
             if not STUDENT_ID.match(entry.student_id or ""):
                 entry.student_id = slug(entry.student_id or "") or "student"
@@ -403,14 +476,16 @@ def collect(inputs, assignment, roster=None, workdir=None):
     finally:
         for zf in open_zips:
             zf.close()
+    _ambiguous_owners(entries)
     _deduplicate(entries)
     return entries
 
 
 def _deduplicate(entries):
-    """Make ids unique: notebooks get first pick, then other files, each in input order."""
+    """Make ids unique: notebooks get first pick (those the roster named first), then other files,
+    each in input order."""
     taken = {}
-    order = sorted(range(len(entries)), key=lambda i: (entries[i].reason is not None, i))
+    order = sorted(range(len(entries)), key=lambda i: (entries[i].reason is not None, entries[i].roster_id is None, i))
     for i in order:
         e = entries[i]
         base, n = e.student_id, 1

@@ -1,0 +1,123 @@
+"""The batch grader over several runs: results add up, re-mapped ids go, re-runs skip, LMS files.
+
+One small course is graded in four runs, in order (a module fixture each,
+about 10 s apiece): a first folder, a second folder, the second again, then
+the first with a roster; a Canvas export as roster gets its own course.
+"""
+import csv
+
+import nbformat
+import pytest
+from nbgrader.api import Gradebook
+
+from autograder import course
+from autograder.assign.demo import prepare_course
+from autograder.assign.samples import fill, read_answers
+from autograder.grade import batch
+from autograder.grade.batch import grade
+from autograder.grade.sandbox.pool import Limits, bwrap_available
+
+pytestmark = pytest.mark.skipif(not bwrap_available(), reason="bubblewrap is needed for sandboxed grading")
+LIMITS = Limits(wall_seconds=60, cpu_seconds=60, memory_bytes=3 << 30)
+
+
+def notebook(sample):
+    release = nbformat.read(course.RELEASE / "resnet18" / "resnet18.ipynb", as_version=4)
+    return fill(release, read_answers(course.SAMPLES / "resnet18" / f"{sample}.py"))
+
+
+def run(course_dir, inbox, roster=None):
+    return grade("resnet18", [str(inbox)], course_dir=course_dir, roster=roster, jobs=1, progress=False,
+                 limits=LIMITS)
+
+
+def csv_rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    course_dir = prepare_course(root / "course")
+    first, second = root / "first", root / "second"
+    first.mkdir()
+    second.mkdir()
+    nbformat.write(notebook("correct_reference"), first / "alice_resnet18.ipynb")
+    nbformat.write(notebook("relu_before_add"), first / "bob_resnet18.ipynb")
+    (first / "empty.ipynb").write_text("")
+    nbformat.write(notebook("correct_styled"), second / "carol.ipynb")
+    roster = root / "roster.csv"
+    roster.write_text("student_id,match\ns001,alice\ns002,bob\ns004,dave\n")
+    results = {"course": course_dir, "first": run(course_dir, first), "second": run(course_dir, second)}
+    results["grades_after_two"] = csv_rows(course_dir / "grading" / "resnet18" / "grades.csv")
+    return dict(results, roster=roster, first_dir=first, second_dir=second)
+
+
+def test_grades_csv_covers_every_run_and_each_run_keeps_its_rows(runs):
+    grades = {r["student_id"]: r for r in runs["grades_after_two"]}
+    assert sorted(grades) == ["alice", "bob", "carol", "empty"]
+    assert (grades["alice"]["score"], grades["carol"]["score"], grades["bob"]["score"]) == ("100", "100", "73")
+    assert grades["empty"]["status"] == "unusable"
+    files = sorted((runs["course"] / "grading" / "resnet18" / "runs").glob("*.csv"))
+    assert [sorted(r["student_id"] for r in csv_rows(f)) for f in files[:2]] == [["alice", "bob", "empty"],
+                                                                                 ["carol"]]
+    assert [r["student_id"] for r in runs["second"]] == ["carol"]
+
+
+def test_rerun_says_unchanged_and_starts_no_work(runs, monkeypatch):
+    def no_sandbox(*args, **kwargs):
+        raise AssertionError("the sandbox was started for unchanged submissions")
+    monkeypatch.setattr(batch, "Pool", no_sandbox)
+    monkeypatch.setattr(batch, "restore_entries", lambda entries, *a: [] if not entries else no_sandbox())
+    rows = run(runs["course"], runs["second_dir"])
+    assert rows.messages[0] == "1 unchanged, skipped (--force regrades them)"
+    assert [(r["student_id"], r["score"], r["this_run"]) for r in rows] == [("carol", "100", "unchanged, skipped")]
+
+
+def test_roster_remaps_ids_without_ghosts_and_reports_missing_students(runs):
+    rows = run(runs["course"], runs["first_dir"], roster=runs["roster"])
+    by_id = {r["student_id"]: r for r in rows}
+    assert sorted(by_id) == ["empty", "s001", "s002", "s004"]
+    assert by_id["s004"]["status"] == "missing" and by_id["s001"]["score"] == "100"
+    assert any("removed alice" in m for m in rows.messages) and any("removed bob" in m for m in rows.messages)
+    with Gradebook(f"sqlite:///{runs['course'] / 'gradebook.db'}") as gb:
+        assert sorted(s.id for s in gb.students) == ["carol", "s001", "s002"]
+    for folder in ("submitted", "autograded", "feedback"):
+        assert not (runs["course"] / folder / "alice").exists()
+    grades = {r["student_id"]: r["status"] for r in csv_rows(runs["course"] / "grading" / "resnet18" / "grades.csv")}
+    assert grades == {"carol": "graded", "empty": "unusable", "s001": "graded", "s002": "graded", "s004": "missing"}
+    scores = {r["student_id"]: r["score"] for r in csv_rows(runs["course"] / "grading" / "resnet18" / "scores.csv")}
+    assert scores == {"carol": "100", "empty": "", "s001": "100", "s002": "73", "s004": ""}
+    assert any("no score" in m and "empty (unusable)" in m and "s004 (missing)" in m for m in rows.messages)
+
+
+CANVAS_EXPORT = """Student,ID,SIS User ID,SIS Login ID,Section,resnet18 (5501),bottleneck (5502),Current Score
+    Points Possible,,,,,10,10,(read only)
+"Doe, Jane",111,S111,jdoe@uni.example,Sec 1,,,
+"Lee, Ann",222,S222,alee@uni.example,Sec 1,,,
+"Kim, Max",333,S333,,Sec 2,,,
+"""
+
+
+def test_canvas_export_as_roster_gives_a_canvas_import(tmp_path):
+    course_dir = prepare_course(tmp_path / "course")
+    inbox = tmp_path / "canvas"
+    inbox.mkdir()
+    nbformat.write(notebook("relu_before_add"), inbox / "doejane_111_9001_resnet18.ipynb")
+    (inbox / "leeann_LATE_222_9002_resnet18.ipynb").write_text('{"cells": [')
+    roster = tmp_path / "export.csv"
+    roster.write_text(CANVAS_EXPORT)
+    rows = run(course_dir, inbox, roster=roster)
+    assert sorted((r["student_id"], r["status"]) for r in rows) == [
+        ("S333", "missing"), ("alee", "unusable"), ("jdoe", "graded")]
+    imported = csv_rows(course_dir / "grading" / "resnet18" / "canvas_import.csv")
+    assert imported == [
+        {"Student": "Doe, Jane", "ID": "111", "SIS User ID": "S111", "SIS Login ID": "jdoe@uni.example",
+         "Section": "Sec 1", "resnet18 (5501)": "7.3"},
+        {"Student": "Lee, Ann", "ID": "222", "SIS User ID": "S222", "SIS Login ID": "alee@uni.example",
+         "Section": "Sec 1", "resnet18 (5501)": ""},
+        {"Student": "Kim, Max", "ID": "333", "SIS User ID": "S333", "SIS Login ID": "", "Section": "Sec 2",
+         "resnet18 (5501)": ""}]
+    assert any("canvas_import.csv" in m and "out of 10" in m for m in rows.messages)
+    assert any("alee (unusable)" in m and "S333 (missing)" in m for m in rows.messages)
