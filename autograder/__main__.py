@@ -20,7 +20,8 @@ def main(argv=None):
     grade.add_argument("inputs", nargs="+", help="folders, zip files or notebooks")
     grade.add_argument("--course-dir", default=None, help="nbgrader course directory (default: this repository)")
     grade.add_argument("--roster", help="CSV with columns student_id and match (or file) to name students")
-    grade.add_argument("--jobs", type=int, default=None, help="parallel workers (default: all cores)")
+    grade.add_argument("--jobs", type=int, default=None,
+                       help="submissions in flight (default: all cores, or every thread of the Dask cluster)")
     grade.add_argument("--force", action="store_true", help="regrade submissions already graded and unchanged")
     grade.add_argument("--timeout", type=int, default=180, help="wall-clock seconds per submission")
     grade.add_argument("--cpu", type=int, default=300, help="CPU seconds per submission")
@@ -28,6 +29,10 @@ def main(argv=None):
     grade.add_argument("--no-sandbox", action="store_true",
                        help="run without bubblewrap (no file-system or network isolation; rlimits only)")
     grade.add_argument("--no-progress", action="store_true", help="no progress bar")
+    grade.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run the submissions on a Dask cluster, e.g. tcp://10.0.0.5:8786 (see README)")
+    grade.add_argument("--db-url", help="gradebook database, e.g. postgresql://grader@dbhost/resnet "
+                                        "(default: nbgrader's CourseDirectory.db_url)")
     args = parser.parse_args(argv)
 
     if args.command == "build":
@@ -41,7 +46,8 @@ def main(argv=None):
                          roster=args.roster, jobs=args.jobs, force=args.force,
                          limits=Limits(wall_seconds=args.timeout, cpu_seconds=args.cpu,
                                        memory_bytes=args.memory << 20),
-                         sandbox=not args.no_sandbox, progress=not args.no_progress)
+                         sandbox=not args.no_sandbox, progress=not args.no_progress,
+                         scheduler=args.scheduler, db_url=args.db_url)
         graded = sum(r["status"] == "graded" for r in rows)
         print(f"{len(rows)} files: {graded} graded, {len(rows) - graded} not gradable. "
               f"See grading/{args.assignment}/grades.csv, summary.png, pass_rates.csv and feedback/.")

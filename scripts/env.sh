@@ -38,6 +38,13 @@ if ! command -v bwrap >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [
   { apt-get install -y -qq bubblewrap || { apt-get update -qq && apt-get install -y -qq bubblewrap; }; } >/dev/null 2>&1 ||
     echo "bubblewrap could not be installed: sandboxed grading tests will be skipped." >&2
 fi
+# A PostgreSQL server for the shared-gradebook tests (they start their own on loopback); else they skip.
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && ! command -v initdb >/dev/null 2>&1 &&
+   command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "Installing postgresql with apt-get ..."
+  { apt-get install -y -qq postgresql || { apt-get update -qq && apt-get install -y -qq postgresql; }; } >/dev/null 2>&1 ||
+    echo "postgresql could not be installed: the PostgreSQL gradebook tests will be skipped." >&2
+fi
 # shellcheck disable=SC1091
 source .venv/bin/activate
 export MPLBACKEND=${MPLBACKEND:-Agg}

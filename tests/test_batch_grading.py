@@ -83,20 +83,11 @@ def _bad_inputs(inbox):
     nbformat.write(huge, inbox / "huge_output.ipynb")
 
 
-@pytest.fixture(scope="module")
-def batch(tmp_path_factory):
-    root = tmp_path_factory.mktemp("batch")
-    course_dir = prepare_course(root / "course")
-    inbox = root / "inbox"
-    inbox.mkdir()
+def write_samples_and_attacks(inbox, course_dir, port):
+    """The bundled samples and the attack suite as notebooks in ``inbox`` (also used by test_dask_grading)."""
     release = _release()
     for student, path in samples("resnet18", course.SAMPLES).items():
         nbformat.write(fill(release, read_answers(path)), inbox / f"{student}.ipynb")
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    listener.setblocking(False)
-    port = listener.getsockname()[1]
     for attack in sorted(ATTACKS.glob("*.py")):
         code = (attack.read_text().replace('os.environ.get("ATTACK_PORT", "1")', f'"{port}"')
                 .replace('os.environ.get("ATTACK_COURSE", "/nonexistent")', repr(str(course_dir))))
@@ -106,6 +97,19 @@ def batch(tmp_path_factory):
         answers.update(read_answers(patched))
         patched.unlink()
         nbformat.write(fill(release, answers), inbox / f"attack_{attack.stem}.ipynb")
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    root = tmp_path_factory.mktemp("batch")
+    course_dir = prepare_course(root / "course")
+    inbox = root / "inbox"
+    inbox.mkdir()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.setblocking(False)
+    write_samples_and_attacks(inbox, course_dir, listener.getsockname()[1])
     _bad_inputs(inbox)
     rows = grade("resnet18", [str(inbox)], course_dir=course_dir, jobs=2, progress=False,
                  limits=LIMITS)

@@ -5,7 +5,8 @@
    a reason, notebooks are rebuilt on the release's skeleton.
 2. **Run** (``sandbox/``): each usable notebook runs in a sandboxed, warm
    worker, in parallel on all cores, with graded cells replaced by probes
-   that only observe.
+   that only observe; with ``--scheduler``, on the workers of a Dask
+   cluster instead (``cluster.py``), everything else staying here.
 3. **Judge** (``trusted.py``): this process judges the observations against
    challenges drawn secretly for each submission.
 4. **Record** with nbgrader's own API: the verdicts go through nbgrader's
@@ -35,7 +36,7 @@ from .. import course
 from . import trusted
 from ..assign.demo import max_scores, parts_of
 from .intake import intake
-from .nbgrader_cli import nbgrader
+from .nbgrader_cli import NbgraderError, nbgrader
 from .sandbox.pool import Limits, Pool, bwrap_available
 
 GRADER_VERSION = "1"
@@ -50,27 +51,37 @@ def _key(nb, assignment):
     return digest.hexdigest()
 
 
-def _ensure_assignment(course_dir, assignment):
-    """The gradebook knows the assignment (nbgrader generate_assignment records its graded cells)."""
-    db = course_dir / "gradebook.db"
-    if db.exists():
-        with Gradebook(f"sqlite:///{db}") as gb:
-            try:
-                gb.find_assignment(assignment)
-                return
-            except MissingEntry:
-                pass
-    nbgrader(course_dir, "generate_assignment", assignment, "--force")
+def _has_assignment(db_url, assignment):
+    with Gradebook(db_url) as gb:
+        try:
+            gb.find_assignment(assignment)
+            return True
+        except MissingEntry:
+            return False
+
+
+def _ensure_assignment(course_dir, assignment, db_url):
+    """The gradebook knows the assignment (nbgrader generate_assignment records its graded cells).
+
+    In a shared gradebook another grader may be adding it at the same moment: if nbgrader
+    fails and the assignment is there now, the other grader's copy is used."""
+    if _has_assignment(db_url, assignment):
+        return
+    try:
+        nbgrader(course_dir, "generate_assignment", assignment, "--force", f"--CourseDirectory.db_url={db_url}")
+    except NbgraderError:
+        if not _has_assignment(db_url, assignment):
+            raise
 
 
 class _Recorder:
     """nbgrader in a separate process (autograder.grade.record), started first so that its imports
     overlap the sandbox's warm-up; it records finished verdicts while the sandbox works on."""
 
-    def __init__(self, course_dir, assignment, verdict_dir):
+    def __init__(self, course_dir, assignment, verdict_dir, db_url):
         env = {**os.environ, "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "autograder.grade.record", str(course_dir), assignment, str(verdict_dir)],
+            [sys.executable, "-m", "autograder.grade.record", str(course_dir), assignment, str(verdict_dir), db_url],
             cwd=course_dir, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL, text=True)
         self.busy = False
@@ -144,11 +155,11 @@ def _run_all(pool, recorder, items, assignment, limits, jobs, progress, course_d
     return results
 
 
-def _scores(course_dir, assignment, students):
+def _scores(db_url, assignment, students):
     """{student: {part: score}} from the gradebook."""
     parts = parts_of(course.source_notebook(assignment))
     table = {}
-    with Gradebook(f"sqlite:///{course_dir / 'gradebook.db'}") as gb:
+    with Gradebook(db_url) as gb:
         for student in students:
             try:
                 notebook = gb.find_submission_notebook(assignment, assignment, student)
@@ -214,20 +225,28 @@ def _histogram(path, assignment, totals, total_max, not_graded):
 
 
 def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, force=False,
-          limits=None, sandbox=True, progress=True):
-    """Grade everything in ``inputs``; returns the rows of grades.csv."""
+          limits=None, sandbox=True, progress=True, scheduler=None, db_url=None):
+    """Grade everything in ``inputs``; returns the rows of grades.csv.
+
+    ``scheduler``: a Dask scheduler's address, to run the submissions on its workers;
+    ``db_url``: the gradebook's database (default: nbgrader's configured one)."""
     course_dir = Path(course_dir).resolve()
     limits = limits or Limits()
-    jobs = jobs or os.cpu_count() or 1
-    if sandbox and not bwrap_available():
-        raise SystemExit("bubblewrap (bwrap) is not available: install it (apt-get install bubblewrap) "
-                         "or pass --no-sandbox to run submissions without isolation.")
+    db_url = course.db_url(course_dir, db_url)
+    if scheduler:
+        from .cluster import DaskPool
+        pool = DaskPool(scheduler, sandbox=sandbox)
+    else:
+        jobs = jobs or os.cpu_count() or 1
+        if sandbox and not bwrap_available():
+            raise SystemExit("bubblewrap (bwrap) is not available: install it (apt-get install bubblewrap) "
+                             "or pass --no-sandbox to run submissions without isolation.")
+        pool = Pool(jobs, sandbox=sandbox)
     work = course_dir / "grading" / assignment
     shutil.rmtree(work / "intake", ignore_errors=True)
     (work / "verdicts").mkdir(parents=True, exist_ok=True)
-    _ensure_assignment(course_dir, assignment)
-    recorder = _Recorder(course_dir, assignment, work / "verdicts")
-    pool = Pool(jobs, sandbox=sandbox)
+    _ensure_assignment(course_dir, assignment, db_url)
+    recorder = _Recorder(course_dir, assignment, work / "verdicts", db_url)
     warming = threading.Thread(target=pool.start)  # workers warm up while intake runs
     warming.start()
     try:
@@ -246,11 +265,14 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
             item.key = key
             to_run.append(item)
         warming.join()
+        if scheduler:
+            threads = pool.started()  # says why when the cluster cannot be used
+            jobs = jobs or threads    # by default, as many submissions in flight as it has threads
         if to_run:
             verdicts.update(_run_all(pool, recorder, to_run, assignment, limits, jobs, progress, course_dir, work))
     finally:
         warming.join()
         pool.close()
         recorder.close()
-    scores = _scores(course_dir, assignment, [item.student_id for item in items])
+    scores = _scores(db_url, assignment, [item.student_id for item in items])
     return _write_reports(work, assignment, items, scores, verdicts)

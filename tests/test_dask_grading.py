@@ -1,0 +1,180 @@
+"""Grading on a real Dask cluster: a scheduler and two workers, separate processes on loopback.
+
+The samples and the attack suite are graded locally and on the cluster, and
+every per-part score must be the same; a worker killed mid-batch loses
+nothing; a submission that kills every worker it is sent to gets a row
+saying so; a worker whose stack differs from the grader's refuses.
+The scheduler allows one failure per task (``allowed-failures``), so the
+killer is stopped after two tries.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from distributed import Client
+
+from autograder import course
+from autograder.assign.demo import prepare_course
+from autograder.assign.samples import fill, read_answers, samples
+from autograder.grade.batch import grade
+from autograder.grade.cluster import DaskPool, SandboxPlugin, fingerprint
+from autograder.grade.sandbox.pool import bwrap_available
+from test_batch_grading import EXPECTED_ATTACKS, LIMITS, _parts, _reference_answers, _release, write_samples_and_attacks
+
+pytestmark = pytest.mark.skipif(not bwrap_available() and not os.environ.get("CI"),
+                                reason="bubblewrap is needed for sandboxed grading")
+
+DASK = str(Path(sys.executable).with_name("dask"))
+EXPECTED_SAMPLES = json.loads((course.SAMPLES / "resnet18" / "expected_scores.json").read_text())
+
+# Without the sandbox, a notebook can reach the process that runs it: this one kills the Dask
+# worker (its grading process's parent), every time it runs.
+KILLS_ITS_DASK_WORKER = """# %% parameter_counts
+import os, signal
+with open(f"/proc/{os.getppid()}/stat") as f:
+    dask_worker = int(f.read().rsplit(")", 1)[1].split()[1])
+os.kill(dask_worker, signal.SIGKILL)
+"""
+
+
+def _spawn(args, env, log):
+    return subprocess.Popen([DASK, *args], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("dask")
+    env = dict(os.environ, PYTHONPATH=str(course.ROOT), DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="1")
+    file = folder / "scheduler.json"
+    log = open(folder / "cluster.log", "ab")
+    processes = {"scheduler": _spawn(["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                                      "--scheduler-file", str(file)], env, log)}
+    for name in ("w1", "w2"):
+        processes[name] = _spawn(["worker", "--scheduler-file", str(file), "--host", "127.0.0.1", "--nthreads", "1",
+                                  "--no-dashboard", "--name", name], env, log)
+    try:
+        deadline = time.monotonic() + 90
+        while not file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        address = json.loads(file.read_text())["address"]
+        with Client(address, timeout=30) as client:
+            client.wait_for_workers(2, timeout=90)
+        yield {"address": address, "processes": processes, "log": folder / "cluster.log"}
+    finally:
+        for process in processes.values():
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            process.wait()
+        log.close()
+
+
+def _inbox(root, count=1):
+    """``count`` copies of the samples in a new folder."""
+    inbox = root / f"inbox{count}"
+    inbox.mkdir()
+    release = _release()
+    for copy in range(count):
+        for student, path in samples("resnet18", course.SAMPLES).items():
+            nbformat.write(fill(release, read_answers(path)), inbox / f"{student}_{copy}.ipynb")
+    return inbox
+
+
+def _by_file(rows):
+    return {Path(r["input"]).name: r for r in rows}
+
+
+@pytest.fixture(scope="module")
+def samples_and_attacks(tmp_path_factory, cluster):
+    """{"local": rows, "dask": rows} for the same inbox."""
+    root = tmp_path_factory.mktemp("dask-batch")
+    inbox = root / "inbox"
+    inbox.mkdir()
+    write_samples_and_attacks(inbox, root / "course-local", port=1)
+    graded = {}
+    for where, scheduler in (("local", None), ("dask", cluster["address"])):
+        course_dir = prepare_course(root / f"course-{where}")
+        graded[where] = _by_file(grade("resnet18", [str(inbox)], course_dir=course_dir, jobs=2, progress=False,
+                                       limits=LIMITS, scheduler=scheduler))
+    return graded
+
+
+def test_cluster_gives_the_local_scores_part_by_part(samples_and_attacks):
+    local, dask = samples_and_attacks["local"], samples_and_attacks["dask"]
+    assert sorted(dask) == sorted(local)
+    assert len(local) == len(EXPECTED_SAMPLES) + len(EXPECTED_ATTACKS)
+    for name in local:
+        assert dask[name]["status"] == local[name]["status"] == "graded", name
+        if name == "attack_memory_bomb.ipynb":  # where its last allocation fails varies (test_batch_grading)
+            for rows in (local, dask):
+                got = _parts(rows[name])
+                assert all(got[p] <= s for p, s in EXPECTED_ATTACKS["memory_bomb"].items()) and got["residual"] == 35
+        else:
+            assert _parts(dask[name]) == _parts(local[name]), name
+    for student, parts in EXPECTED_SAMPLES.items():
+        assert _parts(dask[f"{student}.ipynb"]) == parts, student
+
+
+def test_stopped_notebooks_say_why_on_the_cluster(samples_and_attacks):
+    assert "ran out of time" in samples_and_attacks["dask"]["attack_infinite_loop.ipynb"]["notes"]
+    assert "killed" in samples_and_attacks["dask"]["attack_kills_the_grader.ipynb"]["notes"]
+
+
+def test_a_worker_with_another_stack_refuses(cluster):
+    pool = DaskPool(cluster["address"])
+    pool.plugin = SandboxPlugin(True, dict(fingerprint(), numpy="0.0"))
+    try:
+        pool.start()
+        with pytest.raises(SystemExit, match=r"numpy \(1\.23\.5 here, 0\.0 there\)"):
+            pool.started()
+    finally:
+        pool.client.unregister_worker_plugin(pool.plugin.name)
+        pool.close()
+
+
+def test_a_submission_that_kills_every_worker_gets_a_row_saying_so(tmp_path, cluster):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    release = _release()
+    nbformat.write(fill(release, _reference_answers()), inbox / "correct.ipynb")
+    killer = tmp_path / "killer.py"
+    killer.write_text(KILLS_ITS_DASK_WORKER)
+    nbformat.write(fill(release, dict(_reference_answers(), **read_answers(killer))), inbox / "killer.ipynb")
+    rows = _by_file(grade("resnet18", [str(inbox)], course_dir=prepare_course(tmp_path / "course"), jobs=1,
+                          progress=False, limits=LIMITS, sandbox=False, scheduler=cluster["address"]))
+    assert rows["killer.ipynb"]["score"] == "0"
+    assert "every Dask worker that ran it died (2 tries)" in rows["killer.ipynb"]["notes"]
+    assert rows["correct.ipynb"]["score"] == "100"
+
+
+def test_a_worker_killed_mid_batch_loses_nothing(tmp_path, cluster):
+    """Runs last: one of the two workers is gone for good afterwards."""
+    with Client(cluster["address"]) as client:
+        client.wait_for_workers(2, timeout=90)  # the killer's victims are back
+    inbox = _inbox(tmp_path, count=2)
+    course_dir = prepare_course(tmp_path / "course")
+    verdicts = course_dir / "grading" / "resnet18" / "verdicts"
+    result = {}
+    batch = threading.Thread(target=lambda: result.update(rows=grade(
+        "resnet18", [str(inbox)], course_dir=course_dir, jobs=4, progress=False, limits=LIMITS,
+        scheduler=cluster["address"])))
+    batch.start()
+    while batch.is_alive() and (not verdicts.exists() or len(list(verdicts.glob("*.json"))) < 2):
+        time.sleep(0.05)
+    victim = cluster["processes"]["w1"]
+    os.killpg(victim.pid, signal.SIGKILL)  # the worker and its nanny: a machine lost
+    left = len(list(inbox.iterdir())) - len(list(verdicts.glob("*.json")))
+    batch.join()
+    assert victim.wait() == -signal.SIGKILL and left >= 4  # it was killed with work in flight
+    rows = _by_file(result["rows"])
+    assert len(rows) == 2 * len(EXPECTED_SAMPLES)
+    for name, row in rows.items():
+        assert row["status"] == "graded" and _parts(row) == EXPECTED_SAMPLES[name.rsplit("_", 1)[0]], name
