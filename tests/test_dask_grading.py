@@ -9,6 +9,7 @@ killer is stopped after two tries.
 """
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -88,12 +89,19 @@ def _inbox(root, count=1):
     return inbox
 
 
+@pytest.fixture(scope="module")
+def course_copy(tmp_path_factory):
+    """A function that makes a fresh course directory (a copy of one prepared once: nbgrader is slow to start)."""
+    template = prepare_course(tmp_path_factory.mktemp("template") / "course")
+    return lambda target: Path(shutil.copytree(template, target))
+
+
 def _by_file(rows):
     return {Path(r["input"]).name: r for r in rows}
 
 
 @pytest.fixture(scope="module")
-def samples_and_attacks(tmp_path_factory, cluster):
+def samples_and_attacks(tmp_path_factory, cluster, course_copy):
     """{"local": rows, "dask": rows} for the same inbox."""
     root = tmp_path_factory.mktemp("dask-batch")
     inbox = root / "inbox"
@@ -101,7 +109,7 @@ def samples_and_attacks(tmp_path_factory, cluster):
     write_samples_and_attacks(inbox, root / "course-local", port=1)
     graded = {}
     for where, scheduler in (("local", None), ("dask", cluster["address"])):
-        course_dir = prepare_course(root / f"course-{where}")
+        course_dir = course_copy(root / f"course-{where}")
         graded[where] = _by_file(grade("resnet18", [str(inbox)], course_dir=course_dir, jobs=2, progress=False,
                                        limits=LIMITS, scheduler=scheduler))
     return graded
@@ -140,7 +148,7 @@ def test_a_worker_with_another_stack_refuses(cluster):
         pool.close()
 
 
-def test_a_submission_that_kills_every_worker_gets_a_row_saying_so(tmp_path, cluster):
+def test_a_submission_that_kills_every_worker_gets_a_row_saying_so(tmp_path, cluster, course_copy):
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     release = _release()
@@ -148,19 +156,19 @@ def test_a_submission_that_kills_every_worker_gets_a_row_saying_so(tmp_path, clu
     killer = tmp_path / "killer.py"
     killer.write_text(KILLS_ITS_DASK_WORKER)
     nbformat.write(fill(release, dict(_reference_answers(), **read_answers(killer))), inbox / "killer.ipynb")
-    rows = _by_file(grade("resnet18", [str(inbox)], course_dir=prepare_course(tmp_path / "course"), jobs=1,
+    rows = _by_file(grade("resnet18", [str(inbox)], course_dir=course_copy(tmp_path / "course"), jobs=1,
                           progress=False, limits=LIMITS, sandbox=False, scheduler=cluster["address"]))
     assert rows["killer.ipynb"]["score"] == "0"
     assert "every Dask worker that ran it died (2 tries)" in rows["killer.ipynb"]["notes"]
     assert rows["correct.ipynb"]["score"] == "100"
 
 
-def test_a_worker_killed_mid_batch_loses_nothing(tmp_path, cluster):
+def test_a_worker_killed_mid_batch_loses_nothing(tmp_path, cluster, course_copy):
     """Runs last: one of the two workers is gone for good afterwards."""
     with Client(cluster["address"]) as client:
         client.wait_for_workers(2, timeout=90)  # the killer's victims are back
     inbox = _inbox(tmp_path, count=2)
-    course_dir = prepare_course(tmp_path / "course")
+    course_dir = course_copy(tmp_path / "course")
     verdicts = course_dir / "grading" / "resnet18" / "verdicts"
     result = {}
     batch = threading.Thread(target=lambda: result.update(rows=grade(

@@ -36,7 +36,8 @@ from .. import course
 from . import trusted
 from ..assign.demo import max_scores, parts_of
 from .intake import intake
-from .nbgrader_cli import NbgraderError, nbgrader
+from .gradebook import setup_lock
+from .nbgrader_cli import nbgrader
 from .sandbox.pool import Limits, Pool, bwrap_available
 
 GRADER_VERSION = "1"
@@ -51,27 +52,16 @@ def _key(nb, assignment):
     return digest.hexdigest()
 
 
-def _has_assignment(db_url, assignment):
-    with Gradebook(db_url) as gb:
-        try:
-            gb.find_assignment(assignment)
-            return True
-        except MissingEntry:
-            return False
-
-
 def _ensure_assignment(course_dir, assignment, db_url):
-    """The gradebook knows the assignment (nbgrader generate_assignment records its graded cells).
-
-    In a shared gradebook another grader may be adding it at the same moment: if nbgrader
-    fails and the assignment is there now, the other grader's copy is used."""
-    if _has_assignment(db_url, assignment):
-        return
-    try:
+    """The gradebook knows the assignment (nbgrader generate_assignment records its graded cells)."""
+    with setup_lock(db_url):  # another grader may be setting up the same gradebook
+        with Gradebook(db_url) as gb:
+            try:
+                gb.find_assignment(assignment)
+                return
+            except MissingEntry:
+                pass
         nbgrader(course_dir, "generate_assignment", assignment, "--force", f"--CourseDirectory.db_url={db_url}")
-    except NbgraderError:
-        if not _has_assignment(db_url, assignment):
-            raise
 
 
 class _Recorder:

@@ -25,7 +25,6 @@ import hashlib
 import json
 import sys
 from importlib import metadata
-from pathlib import Path
 
 from distributed import Client, WorkerPlugin, get_worker
 from distributed.client import FutureCancelledError
