@@ -165,23 +165,25 @@ def test_a_submission_that_kills_every_worker_gets_a_row_saying_so(tmp_path, clu
 
 def test_a_worker_killed_mid_batch_loses_nothing(tmp_path, cluster, course_copy):
     """Runs last: one of the two workers is gone for good afterwards."""
-    with Client(cluster["address"]) as client:
-        client.wait_for_workers(2, timeout=90)  # the killer's victims are back
     inbox = _inbox(tmp_path, count=2)
     course_dir = course_copy(tmp_path / "course")
     verdicts = course_dir / "grading" / "resnet18" / "verdicts"
     result = {}
-    batch = threading.Thread(target=lambda: result.update(rows=grade(
-        "resnet18", [str(inbox)], course_dir=course_dir, jobs=4, progress=False, limits=LIMITS,
-        scheduler=cluster["address"])))
-    batch.start()
-    while batch.is_alive() and (not verdicts.exists() or len(list(verdicts.glob("*.json"))) < 2):
-        time.sleep(0.05)
-    victim = cluster["processes"]["w1"]
-    os.killpg(victim.pid, signal.SIGKILL)  # the worker and its nanny: a machine lost
-    left = len(list(inbox.iterdir())) - len(list(verdicts.glob("*.json")))
-    batch.join()
-    assert victim.wait() == -signal.SIGKILL and left >= 4  # it was killed with work in flight
+    with Client(cluster["address"]) as client:
+        client.wait_for_workers(2, timeout=90)  # the killer's victims are back
+        w1 = next(a for a, info in client.scheduler_info()["workers"].items() if info["name"] == "w1")
+        batch = threading.Thread(target=lambda: result.update(rows=grade(
+            "resnet18", [str(inbox)], course_dir=course_dir, jobs=4, progress=False, limits=LIMITS,
+            scheduler=cluster["address"])))
+        batch.start()
+        # Kill it once the batch is well under way, while it is running a submission.
+        while batch.is_alive() and not (verdicts.exists() and len(list(verdicts.glob("*.json"))) >= 2
+                                        and client.processing(workers=[w1])[w1]):
+            time.sleep(0.02)
+        os.killpg(cluster["processes"]["w1"].pid, signal.SIGKILL)  # the worker and its nanny: a machine lost
+        assert batch.is_alive()
+        batch.join()
+    assert cluster["processes"]["w1"].wait() == -signal.SIGKILL
     rows = _by_file(result["rows"])
     assert len(rows) == 2 * len(EXPECTED_SAMPLES)
     for name, row in rows.items():

@@ -218,12 +218,12 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
           limits=None, sandbox=True, progress=True, scheduler=None, db_url=None):
     """Grade everything in ``inputs``; returns the rows of grades.csv.
 
-    ``scheduler``: a Dask scheduler's address, to run the submissions on its workers;
+    ``scheduler``: a Dask scheduler's address (or a Dask cluster object), to run the submissions on its workers;
     ``db_url``: the gradebook's database (default: nbgrader's configured one)."""
     course_dir = Path(course_dir).resolve()
     limits = limits or Limits()
     db_url = course.db_url(course_dir, db_url)
-    if scheduler:
+    if scheduler is not None:
         from .cluster import DaskPool
         pool = DaskPool(scheduler, sandbox=sandbox)
     else:
@@ -255,7 +255,7 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
             item.key = key
             to_run.append(item)
         warming.join()
-        if scheduler:
+        if scheduler is not None:
             threads = pool.started()  # says why when the cluster cannot be used
             jobs = jobs or threads    # by default, as many submissions in flight as it has threads
         if to_run:
