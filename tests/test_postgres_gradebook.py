@@ -40,12 +40,10 @@ def _server_binaries():
 
 
 BIN = _server_binaries()
-pytestmark = [
-    pytest.mark.skipif(BIN is None, reason="the PostgreSQL server (initdb, pg_ctl) is not installed: "
-                                           "apt-get install postgresql, or run scripts/env.sh as root"),
-    pytest.mark.skipif(not bwrap_available() and not os.environ.get("CI"),
-                       reason="bubblewrap is needed for sandboxed grading"),
-]
+needs_postgres = pytest.mark.skipif(BIN is None, reason="the PostgreSQL server (initdb, pg_ctl) is not installed: "
+                                                        "apt-get install postgresql, or run scripts/env.sh as root")
+needs_sandbox = pytest.mark.skipif(not bwrap_available() and not os.environ.get("CI"),
+                                   reason="bubblewrap is needed for sandboxed grading")
 LIMITS = Limits(wall_seconds=60, cpu_seconds=60, memory_bytes=3 << 30)
 EXPECTED = {"blank": 0, "correct_reference": 100, "correct_styled": 100}
 
@@ -112,6 +110,15 @@ def _exported(course_dir, url=None):
         return {row["student_id"]: float(row["score"]) for row in csv.DictReader(f)}
 
 
+def test_the_configured_db_url_is_honoured(tmp_path):
+    assert course.db_url(tmp_path) == f"sqlite:///{tmp_path.resolve()}/gradebook.db"  # nbgrader's default
+    (tmp_path / "nbgrader_config.py").write_text('c = get_config()\nc.CourseDirectory.db_url = "sqlite:////srv/g.db"\n')
+    assert course.db_url(tmp_path) == "sqlite:////srv/g.db"
+    assert course.db_url(tmp_path, "postgresql://grader@db/resnet") == "postgresql://grader@db/resnet"
+
+
+@needs_postgres
+@needs_sandbox
 def test_a_batch_is_recorded_into_the_configured_database(tmp_path, server, course_copy):
     url = server("course")
     course_dir = course_copy(tmp_path / "course")
@@ -126,6 +133,8 @@ def test_a_batch_is_recorded_into_the_configured_database(tmp_path, server, cour
     assert not (course_dir / "gradebook.db").exists()
 
 
+@needs_postgres
+@needs_sandbox
 def test_two_graders_record_into_one_database_at_the_same_time(tmp_path, server, course_copy):
     url = server("shared")
     graders = []

@@ -116,7 +116,7 @@ class DaskPool:
 
     def start(self):
         try:
-            self.client = Client(self.address, timeout=self.timeout)
+            self.client = Client(self.address, timeout=min(self.timeout, 30))
         except (OSError, TimeoutError) as error:
             self.error = f"cannot reach the Dask scheduler at {self.address}: {error}"
             return
