@@ -102,16 +102,17 @@ def _by_file(rows):
 
 @pytest.fixture(scope="module")
 def samples_and_attacks(tmp_path_factory, cluster, course_copy):
-    """{"local": rows, "dask": rows} for the same inbox."""
+    """{"local": rows, "dask": rows, "inbox": folder, "dask_course": course directory} for the same inbox."""
     root = tmp_path_factory.mktemp("dask-batch")
     inbox = root / "inbox"
     inbox.mkdir()
     write_samples_and_attacks(inbox, root / "course-local", port=1)
     graded = {}
     for where, scheduler in (("local", None), ("dask", cluster["address"])):
-        course_dir = course_copy(root / f"course-{where}")
+        graded[f"{where}_course"] = course_dir = course_copy(root / f"course-{where}")
         graded[where] = _by_file(grade("resnet18", [str(inbox)], course_dir=course_dir, jobs=2, progress=False,
                                        limits=LIMITS, scheduler=scheduler))
+    graded["inbox"] = inbox
     return graded
 
 
@@ -134,6 +135,14 @@ def test_cluster_gives_the_local_scores_part_by_part(samples_and_attacks):
 def test_stopped_notebooks_say_why_on_the_cluster(samples_and_attacks):
     assert "ran out of time" in samples_and_attacks["dask"]["attack_infinite_loop.ipynb"]["notes"]
     assert "killed" in samples_and_attacks["dask"]["attack_kills_the_grader.ipynb"]["notes"]
+
+
+def test_a_rerun_on_the_cluster_skips_unchanged_submissions(samples_and_attacks, cluster):
+    start = time.monotonic()
+    rows = _by_file(grade("resnet18", [str(samples_and_attacks["inbox"])], progress=False, limits=LIMITS,
+                          course_dir=samples_and_attacks["dask_course"], scheduler=cluster["address"]))
+    assert time.monotonic() - start < 30  # the infinite loop alone would take 25 s
+    assert {n: r["score"] for n, r in rows.items()} == {n: r["score"] for n, r in samples_and_attacks["dask"].items()}
 
 
 def test_a_worker_with_another_stack_refuses(cluster):
