@@ -157,6 +157,25 @@ def test_a_worker_with_another_stack_refuses(cluster):
         pool.close()
 
 
+def test_a_worker_without_bubblewrap_refuses(cluster, samples_and_attacks):
+    """A worker that joins later and cannot find bwrap: the next batch refuses before sending anything."""
+    env = dict(os.environ, PYTHONPATH=str(course.ROOT), PATH=str(Path(sys.executable).parent))
+    with open(cluster["log"], "ab") as log:
+        worker = _spawn(["worker", cluster["address"], "--host", "127.0.0.1", "--nthreads", "1", "--no-dashboard",
+                         "--name", "no-bwrap"], env, log)
+    try:
+        with Client(cluster["address"]) as client:
+            client.wait_for_workers(3, timeout=90)
+        pool = DaskPool(cluster["address"])
+        pool.start()
+        with pytest.raises(SystemExit, match="has no working bubblewrap"):
+            pool.started()
+        pool.close()
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+
+
 def test_a_submission_that_kills_every_worker_gets_a_row_saying_so(tmp_path, cluster, course_copy):
     inbox = tmp_path / "inbox"
     inbox.mkdir()

@@ -101,6 +101,11 @@ def _run_on_worker(plugin_name, job):
     return plugin.pool.run(job)
 
 
+def _setup_error(plugin_name, dask_worker):
+    """Why this worker's sandbox could not be set up, or None (``client.run`` calls this on every worker)."""
+    return getattr(dask_worker.plugins.get(plugin_name), "error", None)
+
+
 class DaskPool:
     """The local pool's interface (``start``, ``run``, ``close``) on the workers of a Dask cluster.
 
@@ -123,6 +128,9 @@ class DaskPool:
         try:
             self.client.wait_for_workers(1, timeout=self.timeout)
             self.client.register_plugin(self.plugin, name=self.plugin.name)
+            # Registered earlier (by another batch), the plugin was set up on workers that joined since:
+            # one that refused then refuses this batch now, before any submission is sent to it.
+            self.error = "; ".join(e for e in self.client.run(_setup_error, self.plugin.name).values() if e) or None
         except TimeoutError:
             self.error = f"no Dask worker joined the scheduler at {self.address} within {self.timeout} s"
         except WorkerRefused as error:
