@@ -28,7 +28,8 @@ def main(argv=None):
     grade.add_argument("--course-dir", default=None, help="nbgrader course directory (default: this repository)")
     grade.add_argument("--roster", help="CSV with columns student_id and match (or file) to name students, "
                                         "or a Canvas gradebook export (then canvas_import.csv is written too)")
-    grade.add_argument("--jobs", type=int, default=None, help="parallel workers (default: all cores)")
+    grade.add_argument("--jobs", type=int, default=None,
+                       help="submissions in flight (default: all cores, or every thread of the Dask cluster)")
     grade.add_argument("--force", action="store_true", help="regrade submissions already graded and unchanged")
     grade.add_argument("--timeout", type=int, default=180, help="wall-clock seconds per submission (default: %(default)s)")
     grade.add_argument("--cpu", type=int, default=300, help="CPU seconds per submission (default: %(default)s)")
@@ -41,6 +42,10 @@ def main(argv=None):
     grade.add_argument("--no-sandbox", action="store_true",
                        help="run without bubblewrap (no file-system, network or disk isolation; rlimits only)")
     grade.add_argument("--no-progress", action="store_true", help="no progress bar")
+    grade.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run the submissions on a Dask cluster, e.g. tcp://10.0.0.5:8786 (see README)")
+    grade.add_argument("--db-url", help="gradebook database, e.g. postgresql://grader@dbhost/resnet "
+                                        "(default: nbgrader's CourseDirectory.db_url)")
     publish = commands.add_parser(
         "publish", help="write the student or self-study edition: a public repository without the answers",
         description="Write an edition of the course into OUT, to push as a public GitHub repository: "
@@ -64,7 +69,8 @@ def main(argv=None):
                          limits=Limits(wall_seconds=args.timeout, cpu_seconds=args.cpu,
                                        memory_bytes=args.memory << 20, processes=args.processes,
                                        disk_bytes=args.disk << 20),
-                         sandbox=not args.no_sandbox, progress=not args.no_progress)
+                         sandbox=not args.no_sandbox, progress=not args.no_progress,
+                         scheduler=args.scheduler, db_url=args.db_url)
         files = [r for r in rows if r["status"] != "missing"]
         graded = sum(r["status"] == "graded" for r in files)
         print(f"{len(files)} files: {graded} graded, {len(files) - graded} not gradable"

@@ -9,18 +9,20 @@ esac
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/make_venv.sh --quiet
-# The batch grader's sandbox; installed when we can (root with apt), else the tests that need it skip.
-if ! command -v bwrap >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-  echo "Installing bubblewrap with apt-get ..."
-  { apt-get install -y -qq bubblewrap || { apt-get update -qq && apt-get install -y -qq bubblewrap; }; } >/dev/null 2>&1 ||
-    echo "bubblewrap could not be installed: sandboxed grading tests will be skipped." >&2
-fi
-# A headless browser for the feedback page's layout test; installed when we can, else that test skips.
-if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-  echo "Installing chromium with apt-get (for the feedback page test) ..."
-  { apt-get install -y -qq chromium || { apt-get update -qq && apt-get install -y -qq chromium; }; } >/dev/null 2>&1 ||
-    echo "chromium could not be installed: the feedback page test will be skipped." >&2
-fi
+# System programs the tests start for real; installed when we can (root with apt), else the
+# tests that need them skip (CI runs as root, so there they are always present).
+#   apt_install PACKAGE PRESENT_TEST WHAT_SKIPS
+apt_install() {
+  eval "$2" && return 0
+  command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ] || return 0
+  echo "Installing $1 with apt-get ..."
+  { apt-get install -y -qq "$1" || { apt-get update -qq && apt-get install -y -qq "$1"; }; } >/dev/null 2>&1 ||
+    echo "$1 could not be installed: $3 will be skipped." >&2
+}
+apt_install bubblewrap "command -v bwrap >/dev/null 2>&1" "sandboxed grading tests"
+apt_install chromium "command -v chromium >/dev/null 2>&1" "the feedback page test"
+apt_install postgresql "compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null 2>&1" \
+  "the PostgreSQL gradebook tests"
 # shellcheck disable=SC1091
 source .venv/bin/activate
 export MPLBACKEND=${MPLBACKEND:-Agg}

@@ -157,6 +157,13 @@ def _student_edition_notebook(folder):
     return nbformat.read(folder / "release" / "resnet18" / "resnet18.ipynb", as_version=4)
 
 
+def write_samples_and_attacks(inbox, course_dir, port):
+    """The bundled samples and the attack suite as notebooks in ``inbox`` (used by test_dask_grading)."""
+    for student, path in samples("resnet18", course.SAMPLES).items():
+        nbformat.write(fill(_release(), read_answers(path)), inbox / f"{student}.ipynb")
+    write_attacks(inbox, course_dir, port)
+
+
 def write_attacks(inbox, course_dir, port):
     """``attack_<name>.ipynb`` in ``inbox``: the correct answer with each attack of the suite in its cell."""
     release = _release()

@@ -70,7 +70,7 @@ def part_scores(out, assignment):
     """{student: {part: score}} read from the gradebook nbgrader filled."""
     parts = parts_of(course.source_notebook(assignment))
     table = {}
-    with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:
+    with Gradebook(course.db_url(out)) as gb:
         for submission in gb.assignment_submissions(assignment):
             notebook = gb.find_submission_notebook(assignment, assignment, submission.student.id)
             by_id = {grade.name: grade.score for grade in notebook.grades}

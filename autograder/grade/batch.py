@@ -5,7 +5,8 @@
    a reason, notebooks are rebuilt on the release's skeleton.
 2. **Run** (``sandbox/``): each usable notebook runs in a sandboxed, warm
    worker, in parallel on all cores, with graded cells replaced by probes
-   that only observe.
+   that only observe; with ``--scheduler``, on the workers of a Dask
+   cluster instead (``cluster.py``), everything else staying here.
 3. **Judge** (``trusted.py``): this process judges the observations against
    challenges drawn secretly for each submission.
 4. **Record** with nbgrader's own API: the verdicts go through nbgrader's
@@ -38,6 +39,7 @@ from . import trusted
 from ..assign.demo import max_scores
 from . import report
 from .intake import collect, read_roster, restore_entries, roster_missing
+from .gradebook import setup_lock
 from .nbgrader_cli import nbgrader
 from .sandbox.pool import Limits, Pool, bwrap_available
 
@@ -53,27 +55,26 @@ def _key(nb, assignment):
     return digest.hexdigest()
 
 
-def _ensure_assignment(course_dir, assignment):
+def _ensure_assignment(course_dir, assignment, db_url):
     """The gradebook knows the assignment (nbgrader generate_assignment records its graded cells)."""
-    db = course_dir / "gradebook.db"
-    if db.exists():
-        with Gradebook(f"sqlite:///{db}") as gb:
+    with setup_lock(db_url):  # another grader may be setting up the same gradebook
+        with Gradebook(db_url) as gb:
             try:
                 gb.find_assignment(assignment)
                 return
             except MissingEntry:
                 pass
-    nbgrader(course_dir, "generate_assignment", assignment, "--force")
+        nbgrader(course_dir, "generate_assignment", assignment, "--force", f"--CourseDirectory.db_url={db_url}")
 
 
 class _Recorder:
     """nbgrader in a separate process (autograder.grade.record), started first so that its imports
     overlap the sandbox's warm-up; it records finished verdicts while the sandbox works on."""
 
-    def __init__(self, course_dir, assignment, verdict_dir):
+    def __init__(self, course_dir, assignment, verdict_dir, db_url):
         env = {**os.environ, "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "autograder.grade.record", str(course_dir), assignment, str(verdict_dir)],
+            [sys.executable, "-m", "autograder.grade.record", str(course_dir), assignment, str(verdict_dir), db_url],
             cwd=course_dir, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL, text=True)
         self.busy = False
@@ -173,20 +174,25 @@ def _cached(work, course_dir, assignment, student, field, key):
 
 
 def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, force=False,
-          limits=None, sandbox=True, progress=True):
-    """Grade everything in ``inputs``; returns the run's rows (:class:`Rows`)."""
+          limits=None, sandbox=True, progress=True, scheduler=None, db_url=None):
+    """Grade everything in ``inputs``; returns the run's rows (:class:`Rows`).
+
+    ``scheduler``: a Dask scheduler's address (or a Dask cluster object), to run the submissions on its workers;
+    ``db_url``: the gradebook's database (default: nbgrader's configured one)."""
     course_dir = Path(course_dir).resolve()
     limits = limits or Limits()
-    jobs = jobs or os.cpu_count() or 1
-    if sandbox and not bwrap_available():
-        raise SystemExit("bubblewrap (bwrap) is not available: install it (apt-get install bubblewrap) "
-                         "or pass --no-sandbox to run submissions without isolation.")
+    db_url = course.db_url(course_dir, db_url)
+    if scheduler is None:
+        jobs = jobs or os.cpu_count() or 1
+        if sandbox and not bwrap_available():
+            raise SystemExit("bubblewrap (bwrap) is not available: install it (apt-get install bubblewrap) "
+                             "or pass --no-sandbox to run submissions without isolation.")
     work = course_dir / "grading" / assignment
     shutil.rmtree(work / "intake", ignore_errors=True)
     (work / "verdicts").mkdir(parents=True, exist_ok=True)
     state = report.State(work)
     entries = collect(inputs, assignment, roster=roster, workdir=work / "intake")
-    messages = report.remove_ghosts(course_dir, assignment, state, entries)
+    messages = report.remove_ghosts(course_dir, db_url, assignment, state, entries)
     fresh, input_keys = [], {}
     for entry in entries:
         key = entry.sha256 and _input_key(entry, assignment)
@@ -196,11 +202,15 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
             fresh.append(entry)
     verdicts, items, to_run = {}, [], []
     if any(e.reason is None for e in fresh):
-        _ensure_assignment(course_dir, assignment)
-        recorder = _Recorder(course_dir, assignment, work / "verdicts")
-        pool = Pool(jobs, sandbox=sandbox, limits=limits)
-        for caveat in pool.caveats:
-            print(f"warning: {caveat}", file=sys.stderr)
+        _ensure_assignment(course_dir, assignment, db_url)
+        recorder = _Recorder(course_dir, assignment, work / "verdicts", db_url)
+        if scheduler is not None:
+            from .cluster import DaskPool
+            pool = DaskPool(scheduler, sandbox=sandbox, limits=limits)
+        else:
+            pool = Pool(jobs, sandbox=sandbox, limits=limits)
+            for caveat in pool.caveats:
+                print(f"warning: {caveat}", file=sys.stderr)
         warming = threading.Thread(target=pool.start)  # workers warm up while intake restores the notebooks
         warming.start()
         try:
@@ -216,6 +226,9 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
                 else:
                     to_run.append(item)
             warming.join()
+            if scheduler is not None:
+                threads = pool.started()  # says why when the cluster cannot be used
+                jobs = jobs or threads    # by default, as many submissions in flight as it has threads
             if to_run:
                 verdicts.update(_run_all(pool, recorder, to_run, assignment, limits, jobs, progress, course_dir,
                                          work))
@@ -226,23 +239,23 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
     else:
         items = restore_entries(fresh, assignment, course_dir)  # files that cannot be graded: no work
     maxima = max_scores(assignment)
-    scores = report.gradebook_scores(course_dir, assignment)
+    scores = report.gradebook_scores(db_url, assignment)
     by_entry = {id(item.entry): item for item in items}
     ran = {id(item) for item in to_run}
     rows = Rows()
     for entry in entries:
+        page = course_dir / "feedback" / entry.student_id / assignment / f"{assignment}.html"
         if id(entry) in by_entry:
             item = by_entry[id(entry)]
             this_run = "graded" if id(item) in ran else "unchanged, skipped" if item.notebook is not None else ""
-            page = course_dir / "feedback" / item.student_id / assignment / f"{assignment}.html"
             rows.append(report.run_row(item, scores, verdicts.get(item.student_id), maxima, this_run,
                                        has_feedback=page.exists()))
         else:
-            rows.append(dict(state.rows[entry.student_id], input=entry.source, this_run="unchanged, skipped"))
+            rows.append(report.skipped_row(state.rows[entry.student_id], entry.source, page.exists()))
     if roster:
         rows += [report.missing_row(s, maxima) for s in roster_missing(read_roster(roster), entries)]
     skipped = sum(r["this_run"] == "unchanged, skipped" for r in rows)
     if skipped:
         messages.insert(0, f"{skipped} unchanged, skipped (--force regrades them)")
-    rows.messages = messages + report.write(work, course_dir, assignment, rows, state, roster)
+    rows.messages = messages + report.write(work, course_dir, db_url, assignment, rows, state, roster)
     return rows

@@ -1,4 +1,4 @@
-"""Record verdicts with nbgrader: ``python -m autograder.grade.record COURSE_DIR ASSIGNMENT VERDICT_DIR``.
+"""Record verdicts with nbgrader: ``python -m autograder.grade.record COURSE_DIR ASSIGNMENT VERDICT_DIR DB_URL``.
 
 Each line read on stdin asks for one round: nbgrader's own Autograde
 converter (with ApplyVerdicts in place of its executor, see
@@ -13,7 +13,7 @@ import os
 import sys
 
 
-def main(course_dir, assignment, verdict_dir):
+def main(course_dir, assignment, verdict_dir, db_url):
     os.environ["RESNET_VERDICTS"] = str(verdict_dir)
     from nbgrader.converters import Autograde, GenerateFeedback
     from nbgrader.converters.base import NbGraderException
@@ -23,6 +23,7 @@ def main(course_dir, assignment, verdict_dir):
     config = PyFileConfigLoader("nbgrader_config.py", path=str(course_dir)).load_config()
     coursedir = CourseDirectory(root=str(course_dir), config=config)
     coursedir.assignment_id = assignment
+    coursedir.db_url = db_url
     for _ in sys.stdin:
         ok = True
         for converter in (Autograde, GenerateFeedback):
@@ -34,4 +35,4 @@ def main(course_dir, assignment, verdict_dir):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:5])

@@ -41,11 +41,11 @@ def _part_columns(maxima):
     return {p: f"{p} /{maxima[p]:g}" for p in maxima}
 
 
-def gradebook_scores(course_dir, assignment):
+def gradebook_scores(db_url, assignment):
     """{student: {part: score}} for every submission of the assignment in the gradebook."""
     parts = parts_of(course.source_notebook(assignment))
     table = {}
-    with Gradebook(f"sqlite:///{course_dir / 'gradebook.db'}") as gb:
+    with Gradebook(db_url) as gb:
         try:
             submissions = gb.assignment_submissions(assignment)
         except MissingEntry:
@@ -72,11 +72,24 @@ def run_row(item, scores, verdict, maxima, this_run, has_feedback=True):
     elif student in scores:
         status, parts = "graded", scores[student]
         if not has_feedback:
-            notes.append("no feedback page: nbgrader's generate_feedback failed on this notebook")
+            notes.append(NO_FEEDBACK)
     else:
         status, parts = "error", None
         notes.append("nbgrader did not record a grade for this submission")
     return _row(item.entry.source, student, status, parts, maxima, notes, this_run)
+
+
+NO_FEEDBACK = "no feedback page: nbgrader's generate_feedback failed on this notebook"
+
+
+def skipped_row(saved, source, has_feedback):
+    """The row of an input file unchanged since it was graded: its saved row, noting a feedback page lost since."""
+    row = dict(saved, input=source, this_run="unchanged, skipped")
+    notes = [n for n in row.get("notes", "").split("; ") if n and n != NO_FEEDBACK]
+    if row.get("status") == "graded" and not has_feedback:
+        notes.append(NO_FEEDBACK)
+    row["notes"] = "; ".join(notes)
+    return row
 
 
 def missing_row(student, maxima):
@@ -102,7 +115,7 @@ class State:
         self.path.write_text(json.dumps(self.rows, indent=1, sort_keys=True))
 
 
-def remove_ghosts(course_dir, assignment, state, entries):
+def remove_ghosts(course_dir, db_url, assignment, state, entries):
     """Drop earlier ids whose input file now has another id; returns the messages."""
     now = {e.student_id for e in entries}
     messages = []
@@ -113,14 +126,14 @@ def remove_ghosts(course_dir, assignment, state, entries):
         heir = next((e.student_id for e in entries if e.source == row["input"]), None)
         if heir is None:
             continue
-        _remove_student(course_dir, assignment, old)
+        _remove_student(course_dir, db_url, assignment, old)
         del state.rows[old]
         messages.append(f"removed {old} from an earlier run: its file {row['input']} is now {heir}'s")
     return messages
 
 
-def _remove_student(course_dir, assignment, student):
-    with Gradebook(f"sqlite:///{course_dir / 'gradebook.db'}") as gb:
+def _remove_student(course_dir, db_url, assignment, student):
+    with Gradebook(db_url) as gb:
         try:
             gb.remove_submission(assignment, student)
         except MissingEntry:
@@ -139,7 +152,7 @@ def _remove_student(course_dir, assignment, student):
     (course_dir / "grading" / assignment / "verdicts" / f"{student}.json").unlink(missing_ok=True)
 
 
-def write(work, course_dir, assignment, run_rows, state, roster=None):
+def write(work, course_dir, db_url, assignment, run_rows, state, roster=None):
     """Write the run's file and every report; returns the messages for the instructor."""
     maxima = max_scores(assignment)
     (work / "runs").mkdir(exist_ok=True)
@@ -152,7 +165,7 @@ def write(work, course_dir, assignment, run_rows, state, roster=None):
     _write_csv(run_file, run_rows)
     for row in run_rows:
         state.rows[row["student_id"]] = row
-    scores = gradebook_scores(course_dir, assignment)
+    scores = gradebook_scores(db_url, assignment)
     columns = _part_columns(maxima)
     for student, parts in scores.items():
         row = state.rows.get(student)
