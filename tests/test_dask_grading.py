@@ -134,7 +134,8 @@ def test_cluster_gives_the_local_scores_part_by_part(samples_and_attacks):
 
 def test_stopped_notebooks_say_why_on_the_cluster(samples_and_attacks):
     assert "ran out of time" in samples_and_attacks["dask"]["attack_infinite_loop.ipynb"]["notes"]
-    assert "killed" in samples_and_attacks["dask"]["attack_kills_the_grader.ipynb"]["notes"]
+    # The sandboxed worker is its pid namespace's init: the notebook cannot kill it (as locally).
+    assert samples_and_attacks["dask"]["attack_kills_the_grader.ipynb"]["notes"] == ""
 
 
 def test_a_rerun_on_the_cluster_skips_unchanged_submissions(samples_and_attacks, cluster):

@@ -63,12 +63,12 @@ class SandboxPlugin(WorkerPlugin):
 
     idempotent = True  # a second grader on the same cluster reuses the workers' warm pools
 
-    def __init__(self, sandbox, expected, limits):
+    def __init__(self, sandbox, expected, limits=None):
         self.sandbox = sandbox
         self.expected = expected
-        self.limits = limits  # the per-worker caps (processes, disk) are set when a worker starts
+        self.limits = limits or Limits()  # the per-worker caps (processes, disk) are set when a worker starts
         self.name = "autograder-sandbox-" + hashlib.sha256(
-            json.dumps([sandbox, expected, asdict(limits)], sort_keys=True).encode()).hexdigest()[:12]
+            json.dumps([sandbox, expected, asdict(self.limits)], sort_keys=True).encode()).hexdigest()[:12]
         self.pool = None
         self.error = None
 
@@ -118,7 +118,7 @@ class DaskPool:
     def __init__(self, address, sandbox=True, limits=None, timeout=60):
         self.address, self.sandbox, self.timeout = address, sandbox, timeout
         self.client = None
-        self.plugin = SandboxPlugin(sandbox, fingerprint(), limits or Limits())
+        self.plugin = SandboxPlugin(sandbox, fingerprint(), limits)
         self.error = None
 
     def start(self):
