@@ -160,3 +160,8 @@ def replaced(function, **stand_ins):
         for name in rebind:
             space.pop(name, None)
         space.update(saved)
+
+
+def out_side(side, stride):
+    """Height or width after a convolution or pooling with padding that keeps the size at stride 1."""
+    return (side - 1) // stride + 1

@@ -121,10 +121,6 @@ def build_block(Bottleneck, num_channels, strides, use_projection, cls="Bottlene
 
 # ------------------------------------------------- judging with canonical weights
 
-def out_side(side, stride):
-    return (side - 1) // stride + 1
-
-
 def diagnose_failed_run(layers, c, s, proj, name, error):
     """The block raised on its input; explain the usual cause from the layers'
     settings, which are known before any data has passed."""
@@ -217,7 +213,7 @@ class BottleneckDemoShapes(JudgedPart):
             what = f"{block_name(c, s, proj)} on an input of shape {tuple(x_shape)}"
             if "error" in got:
                 diagnose_failed_run(got["layers"], c, s, proj, what, got["error"])
-            want = [x_shape[0], EXPANSION * c, out_side(x_shape[2], s), out_side(x_shape[3], s)]
+            want = [x_shape[0], EXPANSION * c, walk.out_side(x_shape[2], s), walk.out_side(x_shape[3], s)]
             expect(got["shape"] == want,
                    f"{what} gave output shape {tuple(got['shape'])}, expected {tuple(want)}.")
 
@@ -467,7 +463,7 @@ class PreactSelfCheck(JudgedPart):
         if got["attempted"] is False:
             return
         for (c, s, p, x_shape), shape in zip(challenge["shapes"], got["shapes"], strict=True):
-            want = [x_shape[0], EXPANSION * c, out_side(x_shape[2], s), out_side(x_shape[3], s)]
+            want = [x_shape[0], EXPANSION * c, walk.out_side(x_shape[2], s), walk.out_side(x_shape[3], s)]
             expect(shape == want, f"{block_name(c, s, p, self.cls)} on an input of shape {tuple(x_shape)} gave "
                                   f"output shape {tuple(shape)}, expected {tuple(want)}.")
         seed = challenge["seed"]

@@ -91,10 +91,6 @@ def build_residual(Residual, channels, proj, strides):
              f"({error}). Keep the signature Residual(num_channels, use_1x1conv=False, strides=1).")
 
 
-def out_side(side, stride):
-    return (side - 1) // stride + 1
-
-
 # ----------------------------------------------------------------- Residual
 
 class ResidualDemoShapes(Part):
@@ -110,7 +106,7 @@ class ResidualDemoShapes(Part):
 
     def judge(self, challenge, observation):
         for (c, p, s, x_shape), got in zip(challenge["cases"], observation["shapes"], strict=True):
-            want = [x_shape[0], c, out_side(x_shape[2], s), out_side(x_shape[3], s)]
+            want = [x_shape[0], c, walk.out_side(x_shape[2], s), walk.out_side(x_shape[3], s)]
             expect(got == want, f"{residual_name(c, p, s)} on an input of shape "
                                 f"{tuple(x_shape)} gave output shape {tuple(got)}, expected {tuple(want)}.")
 
