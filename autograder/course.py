@@ -1,6 +1,8 @@
 """Where things are in the course directory, in one place."""
 from pathlib import Path
 
+import nbformat
+
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "source"
 RELEASE = ROOT / "release"
@@ -10,11 +12,27 @@ SAMPLES = ROOT / "samples"
 # The series, in teaching order. Each assignment holds one notebook of the same name.
 ASSIGNMENTS = ["resnet18", "bottleneck"]
 
+# The two cells the build puts into every notebook that the grader never runs: the Colab setup
+# cell and the student's self-check (autograder/assign/boilerplate.py writes them).
+SETUP_CELL_ID = "colab-setup"
+SELF_CHECK_CELL_ID = "self-check"
+
 # The modules whose parts the test cells of each assignment call, by the name a cell calls them
 # through: `check` (visible tests, the student runtime) and `hidden` (hidden tests, the grader).
 CHECK_MODULES = {assignment: {"check": f"autograder.student.checks.{assignment}",
                               "hidden": f"autograder.grade.hidden.{assignment}"}
                  for assignment in ASSIGNMENTS}
+
+# What the sandboxed worker imports to observe a submission: each module's OBSERVERS, by part name.
+# Everything these modules import is bound into the sandbox, and a notebook can read and print it:
+# observers record what the student's code does, never what is expected of it.
+OBSERVER_MODULES = {assignment: [f"autograder.student.checks.{assignment}", f"autograder.sandboxed.observers.{assignment}"]
+                    for assignment in ASSIGNMENTS}
+
+# The package paths bound into the sandbox (relative to autograder/): the published student runtime
+# and autograder/sandboxed/ (the worker and the hidden parts' observers). Judges, references,
+# intake, recording and authoring (autograder/grade/, autograder/assign/) never enter it.
+SANDBOX_PACKAGE_PATHS = ("__init__.py", "student", "sandboxed")
 
 
 def assignments():
@@ -49,3 +67,31 @@ def db_url(course_dir, override=None):
         except ConfigFileNotFound:
             pass
     return CourseDirectory(root=str(Path(course_dir).resolve()), config=config).db_url
+
+
+def parts_of(notebook):
+    """[(part, [grade_id, ...])] in notebook order.
+
+    A graded cell belongs to the exercise (solution cell) before it when its
+    grade_id starts with that exercise's id; otherwise it is a part of its own
+    (for example a check of the whole network built from several exercises).
+    """
+    parts, current = [], None
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("solution"):
+            current = meta["grade_id"]
+        elif meta.get("grade"):
+            gid = meta["grade_id"]
+            part = current if current and gid.startswith(current) else gid
+            if not parts or parts[-1][0] != part:
+                parts.append((part, []))
+            parts[-1][1].append(gid)
+    return parts
+
+
+def max_scores(assignment):
+    nb = nbformat.read(source_notebook(assignment), as_version=4)
+    points = {c.metadata["nbgrader"]["grade_id"]: c.metadata["nbgrader"]["points"]
+              for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
+    return {part: sum(points[g] for g in ids) for part, ids in parts_of(source_notebook(assignment))}

@@ -16,7 +16,8 @@ import subprocess
 
 import pytest
 
-from autograder.assign.demo import max_scores
+from autograder import course
+
 
 BROWSER = next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome")
                 if shutil.which(name)), None)
@@ -62,7 +63,7 @@ def test_feedback_page_reads_well_in_a_browser(graded_samples, tmp_path):
     page = course_dir / "feedback" / "relu_before_add" / "resnet18" / "resnet18.html"
     layout = measure(page, tmp_path)
     assert layout["summaryFirst"] and layout["toc"] == "none"
-    maxima = max_scores("resnet18")
+    maxima = course.max_scores("resnet18")
     scores = results["resnet18"]["relu_before_add"]
     assert [row[0] for row in layout["rows"]] == list(maxima)
     assert [row[1] for row in layout["rows"]] == [f"{scores[p]:g} / {maxima[p]:g}" for p in maxima]

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from autograder import course
-from autograder.assign.demo import grade_samples, max_scores
+from autograder.assign.demo import grade_samples
 from autograder.assign.samples import samples
 
 GRADED = [a for a in course.assignments() if samples(a, course.SAMPLES)]
@@ -25,7 +25,7 @@ def test_every_sample_gets_its_exact_per_part_scores(graded_samples, assignment)
 
 @pytest.mark.parametrize("assignment", GRADED)
 def test_samples_cover_correct_blank_and_mistakes(assignment):
-    maxima = max_scores(assignment)
+    maxima = course.max_scores(assignment)
     totals = {s: sum(parts.values()) for s, parts in expected(assignment).items()}
     full = sum(maxima.values())
     assert sum(t == full for t in totals.values()) >= 1
@@ -76,4 +76,4 @@ def test_stderr_from_a_correct_answer_does_not_cost_marks(tmp_path):
     """nbgrader zeroes a test cell that writes to stderr; the checks keep it quiet."""
     _, results = grade_samples(tmp_path / "course", samples_dir=course.ROOT / "tests" / "fixtures" / "noisy",
                                assignments=["resnet18"])
-    assert results["resnet18"]["noisy_correct"] == max_scores("resnet18")
+    assert results["resnet18"]["noisy_correct"] == course.max_scores("resnet18")

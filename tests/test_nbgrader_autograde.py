@@ -24,7 +24,6 @@ import pytest
 from nbgrader.api import Gradebook
 
 from autograder import course
-from autograder.assign.demo import parts_of
 from test_batch_grading import EXPECTED_ATTACKS, FULL, _bad_inputs, write_attacks
 
 pytestmark = pytest.mark.skipif(not shutil.which("bwrap") and not os.environ.get("CI"),
@@ -102,7 +101,7 @@ def clone(tmp_path_factory):
 def _scores(root, student):
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
         by_id = {g.name: g.score for g in gb.find_submission_notebook("resnet18", "resnet18", student).grades}
-    return {part: sum(by_id[g] for g in ids) for part, ids in parts_of(course.source_notebook("resnet18"))}
+    return {part: sum(by_id[g] for g in ids) for part, ids in course.parts_of(course.source_notebook("resnet18"))}
 
 
 def test_readme_commands_run_as_written(clone):

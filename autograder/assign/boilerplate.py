@@ -30,6 +30,8 @@ public repository it is published to (:func:`point_at`).
 import copy
 from typing import NamedTuple
 
+from .. import course
+
 
 class Home(NamedTuple):
     """A GitHub repository ("owner/name") and branch that notebooks open from and the runtime installs from."""
@@ -48,9 +50,9 @@ class Home(NamedTuple):
 UNPUBLISHED = Home("unpublished/resnet-course")
 
 BADGE_ID = "colab-badge"
-SETUP_ID = "colab-setup"
+SETUP_ID = course.SETUP_CELL_ID
 SUBMIT_TEXT_ID = "submit-text"
-SELF_CHECK_ID = "self-check"
+SELF_CHECK_ID = course.SELF_CHECK_CELL_ID
 CELL_IDS = (BADGE_ID, SETUP_ID, SUBMIT_TEXT_ID, SELF_CHECK_ID)
 
 VARIANTS = ("release", "self-study")

@@ -20,27 +20,6 @@ from ..grade.sandbox.pool import bwrap_available
 from .samples import fill, read_answers, samples
 
 
-def parts_of(notebook):
-    """[(part, [grade_id, ...])] in notebook order.
-
-    A graded cell belongs to the exercise (solution cell) before it when its
-    grade_id starts with that exercise's id; otherwise it is a part of its own
-    (for example a check of the whole network built from several exercises).
-    """
-    parts, current = [], None
-    for cell in nbformat.read(notebook, as_version=4).cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if meta.get("solution"):
-            current = meta["grade_id"]
-        elif meta.get("grade"):
-            gid = meta["grade_id"]
-            part = current if current and gid.startswith(current) else gid
-            if not parts or parts[-1][0] != part:
-                parts.append((part, []))
-            parts[-1][1].append(gid)
-    return parts
-
-
 def prepare_course(out):
     """A fresh course directory with the source, the config and a generated release."""
     out = Path(out).resolve()
@@ -68,7 +47,7 @@ def submit_samples(out, assignment, samples_dir=course.SAMPLES):
 
 def part_scores(out, assignment):
     """{student: {part: score}} read from the gradebook nbgrader filled."""
-    parts = parts_of(course.source_notebook(assignment))
+    parts = course.parts_of(course.source_notebook(assignment))
     table = {}
     with Gradebook(course.db_url(out)) as gb:
         for submission in gb.assignment_submissions(assignment):
@@ -78,15 +57,8 @@ def part_scores(out, assignment):
     return table
 
 
-def max_scores(assignment):
-    nb = nbformat.read(course.source_notebook(assignment), as_version=4)
-    points = {c.metadata["nbgrader"]["grade_id"]: c.metadata["nbgrader"]["points"]
-              for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
-    return {part: sum(points[g] for g in ids) for part, ids in parts_of(course.source_notebook(assignment))}
-
-
 def format_table(assignment, table):
-    maxima = max_scores(assignment)
+    maxima = course.max_scores(assignment)
     parts = list(maxima)
     header = ["student"] + [f"{p} /{maxima[p]:g}" for p in parts] + [f"total /{sum(maxima.values()):g}"]
     rows = [[student] + [f"{scores[p]:g}" for p in parts] + [f"{sum(scores.values()):g}"]
@@ -138,7 +110,7 @@ def write_part_scores(out, results):
         writer = csv.writer(f)
         writer.writerow(["assignment", "student", "part", "score", "max_score"])
         for assignment, table in results.items():
-            maxima = max_scores(assignment)
+            maxima = course.max_scores(assignment)
             for student, scores in sorted(table.items()):
                 for part, score in scores.items():
                     writer.writerow([assignment, student, part, score, maxima[part]])

@@ -36,7 +36,6 @@ from nbgrader.api import Gradebook, MissingEntry
 
 from .. import course
 from . import trusted
-from ..assign.demo import max_scores
 from . import report
 from .intake import collect, read_roster, restore_entries, roster_missing
 from .gradebook import setup_lock
@@ -238,7 +237,7 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
             recorder.close()
     else:
         items = restore_entries(fresh, assignment, course_dir)  # files that cannot be graded: no work
-    maxima = max_scores(assignment)
+    maxima = course.max_scores(assignment)
     scores = report.gradebook_scores(db_url, assignment)
     by_entry = {id(item.entry): item for item in items}
     ran = {id(item) for item in to_run}

@@ -65,7 +65,7 @@ def _said(cell):
 
 
 def summary_rows(nb, parts):
-    """[(part, first grade_id, score, points, [message])] for the parts of ``parts`` (see demo.parts_of)."""
+    """[(part, first grade_id, score, points, [message])] for the parts of ``parts`` (see course.parts_of)."""
     cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells
              if c.metadata.get("nbgrader", {}).get("grade")}
     rows = []
@@ -95,13 +95,12 @@ class PartSummary(Preprocessor):
 
     def preprocess(self, nb, resources):
         from .. import course
-        from ..assign.demo import parts_of
         assignment = resources["nbgrader"]["assignment"]
         if assignment not in course.ASSIGNMENTS:
             return nb, resources
         lines = ['<table class="part-summary">',
                  "<tr><th>part</th><th>points</th><th>what the grader found</th></tr>"]
-        for part, anchor, score, points, messages in summary_rows(nb, parts_of(course.source_notebook(assignment))):
+        for part, anchor, score, points, messages in summary_rows(nb, course.parts_of(course.source_notebook(assignment))):
             state = "full" if score >= points else "partial" if score > 0 else "none"
             text = "\n".join(html.escape(m) for m in messages)
             lines.append(f'<tr class="{state}"><td><a href="#{html.escape(anchor)}">{html.escape(part)}</a></td>'

@@ -31,7 +31,6 @@ import time
 from nbgrader.api import Gradebook, MissingEntry
 
 from .. import course
-from ..assign.demo import max_scores, parts_of
 from .intake.collect import CANVAS_COLUMNS, canvas_student_id, canvas_students
 
 NO_SCORE = {"unusable", "error", "missing"}
@@ -43,7 +42,7 @@ def _part_columns(maxima):
 
 def gradebook_scores(db_url, assignment):
     """{student: {part: score}} for every submission of the assignment in the gradebook."""
-    parts = parts_of(course.source_notebook(assignment))
+    parts = course.parts_of(course.source_notebook(assignment))
     table = {}
     with Gradebook(db_url) as gb:
         try:
@@ -154,7 +153,7 @@ def _remove_student(course_dir, db_url, assignment, student):
 
 def write(work, course_dir, db_url, assignment, run_rows, state, roster=None):
     """Write the run's file and every report; returns the messages for the instructor."""
-    maxima = max_scores(assignment)
+    maxima = course.max_scores(assignment)
     (work / "runs").mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_file = work / "runs" / f"{stamp}.csv"

@@ -15,7 +15,6 @@ import nbformat
 import numpy as onp
 
 from .. import course
-from ..assign import boilerplate
 from ..student.parts import judge_safely
 
 
@@ -67,7 +66,7 @@ def draw_challenges(assignment, seed=None):
 # Cells the grader does not run: training that needs the real data, and demonstrations of
 # finished code that no graded part depends on (tagged in the source notebook).
 SKIPPED_TAGS = {"skip-execution", "demo"}
-SKIPPED_CELLS = {boilerplate.SETUP_ID, boilerplate.SELF_CHECK_ID}  # Colab setup and the student's self-check
+SKIPPED_CELLS = {course.SETUP_CELL_ID, course.SELF_CHECK_CELL_ID}  # Colab setup and the student's self-check
 
 
 def job(nb, assignment, calls, challenges, limits):
@@ -80,7 +79,7 @@ def job(nb, assignment, calls, challenges, limits):
         elif (cell.cell_type == "code" and not SKIPPED_TAGS & set(cell.metadata.get("tags", []))
               and cell.get("id") not in SKIPPED_CELLS):
             cells.append({"index": index, "kind": "code", "source": cell.source})
-    return {"checks_modules": sorted(course.CHECK_MODULES[assignment].values()), "cells": cells,
+    return {"observer_modules": course.OBSERVER_MODULES[assignment], "cells": cells,
             "challenges": challenges, "limits": asdict(limits)}
 
 

@@ -1,6 +1,6 @@
 """The grader's side of the sandbox: a pool of warm workers, one per core.
 
-Each worker runs ``autograder.grade.sandbox.worker`` inside bubblewrap
+Each worker runs ``autograder.sandboxed.worker`` inside bubblewrap
 (``bwrap``), which gives it
 
 * no network (a new, empty network namespace);
@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import autograder
+from autograder import course
 
 PACKAGE_DIR = Path(autograder.__file__).resolve().parent
 SHM_BYTES = 64 << 20  # /dev/shm in the sandbox: enough for semaphores and small shared arrays
@@ -200,7 +201,8 @@ class Worker:
         self.process = None
 
     def start(self):
-        python = [sys.executable, "-m", "autograder.grade.sandbox.worker"]
+        python = [sys.executable, "-m", "autograder.sandboxed.worker",
+                  *(module for modules in course.OBSERVER_MODULES.values() for module in modules)]
         env = None
         if self.sandbox:
             command = _bwrap_command(self.disk_bytes) + python

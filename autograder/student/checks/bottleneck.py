@@ -503,5 +503,8 @@ class PreactSelfCheck(JudgedPart):
 PARTS = {part.name: part for part in [
     BottleneckDemoShapes(), SmallResnetDemo(), TrainAdamHistory(), PreactSelfCheck()]}
 
+# What the sandboxed worker runs beside the student's code, by part name (see autograder/sandboxed/).
+OBSERVERS = {name: part.observe for name, part in PARTS.items()}
+
 # The names the notebook's visible test cells call: check.<name>(obj).
 globals().update({name: part.check for name, part in PARTS.items()})

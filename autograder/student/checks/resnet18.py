@@ -317,5 +317,8 @@ class ParameterCounts(Part):
 PARTS = {part.name: part for part in [
     ResidualDemoShapes(), StemShapes(), ResnetBlockDemo(), Resnet18Demo(), PrintLayerShapes(), ParameterCounts()]}
 
+# What the sandboxed worker runs beside the student's code, by part name (see autograder/sandboxed/).
+OBSERVERS = {name: part.observe for name, part in PARTS.items()}
+
 # The names the notebook's visible test cells call: check.<name>(obj).
 globals().update({name: part.check for name, part in PARTS.items()})

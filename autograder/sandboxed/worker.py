@@ -1,4 +1,4 @@
-"""The warm worker that runs inside the sandbox (``python -m autograder.grade.sandbox.worker``).
+"""The warm worker that runs inside the sandbox (``python -m autograder.sandboxed.worker``).
 
 It imports MXNet, d2l, IPython and the course's checks once (about 2 s), then
 serves jobs: for each submission it forks a child, which executes the
@@ -44,7 +44,7 @@ def _prctl(option, value):
         pass
 
 
-def _warm_up():
+def _warm_up(observer_modules):
     """Import everything a notebook of the course needs, before any fork."""
     os.environ.setdefault("MPLBACKEND", "Agg")
     import matplotlib
@@ -54,11 +54,9 @@ def _warm_up():
     from mxnet import np, npx  # noqa: F401
     from d2l import mxnet as d2l  # noqa: F401
     from IPython.core.interactiveshell import InteractiveShell  # noqa: F401
-    from ... import course
     import importlib
-    for modules in course.CHECK_MODULES.values():
-        for module in modules.values():
-            importlib.import_module(module)
+    for module in observer_modules:
+        importlib.import_module(module)
 
 
 # ------------------------------------------------------------------ child
@@ -69,13 +67,13 @@ def _execute(job, out):
     import importlib
     import io
     from IPython.core.interactiveshell import InteractiveShell
-    from ...student.parts import observe_safely
+    from ..student.parts import observe_safely
 
     # Bind each part's observer before any student code runs; what the code patches later
     # can only make its own observations wrong, never a verdict right (the judge is elsewhere).
     # (The modules were imported before the fork, by _warm_up: nothing slow is imported here.)
-    observers = {name: part.observe for module in job["checks_modules"]
-                 for name, part in importlib.import_module(module).PARTS.items()}
+    observers = {name: observe for module in job["observer_modules"]
+                 for name, observe in importlib.import_module(module).OBSERVERS.items()}
     shell = InteractiveShell.instance()
     shell.showtraceback = lambda *a, **k: None
 
@@ -314,7 +312,7 @@ def main():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     _prctl(PR_SET_DUMPABLE, 0)
-    _warm_up()
+    _warm_up(sys.argv[1:])
 
     def send(message):
         protocol.write(json.dumps(message) + "\n")
