@@ -98,7 +98,13 @@ class ResidualDemoShapes(Part):
     description = "Residual keeps the shape, or changes it with use_1x1conv=True and strides=2"
 
     def challenge(self, rng=None):
-        return {"cases": [[3, False, 1, [4, 3, 6, 6]], [6, True, 2, [4, 3, 6, 6]]]}
+        """The notebook's two cases: an identity block, and a stride-2 projection to more channels
+        of an input with an even side. Secret draws keep both, with other sizes."""
+        if rng is None:
+            return {"cases": [[3, False, 1, [4, 3, 6, 6]], [6, True, 2, [4, 3, 6, 6]]]}
+        c_in, batch, side = int(rng.integers(2, 9)), int(rng.integers(1, 6)), 2 * int(rng.integers(2, 7))
+        x_shape = [batch, c_in, side, side]
+        return {"cases": [[c_in, False, 1, x_shape], [c_in + int(rng.integers(1, 9)), True, 2, x_shape]]}
 
     def observe(self, Residual, challenge):
         return {"shapes": [walk.shape_of(walk.run(build_residual(Residual, c, p, s), x_shape))
@@ -142,8 +148,12 @@ class ResnetBlockDemo(Part):
     description = "resnet_block(64, 2, first_block=True) keeps (B, 64, H, W); resnet_block(128, 2) halves it"
 
     def challenge(self, rng=None):
-        # first_block None: called without it, so the default (False) is used
-        return {"cases": [[64, 2, True], [128, 2, None]]}
+        """A first stage and a later one called without ``first_block`` (None: the default, False),
+        on an input of an even ``side``; secret draws keep both, with other sizes."""
+        if rng is None:
+            return {"cases": [[64, 2, True], [128, 2, None]], "side": 8}
+        return {"cases": [[int(rng.integers(2, 65)), int(rng.integers(2, 4)), first] for first in (True, None)],
+                "side": 2 * int(rng.integers(2, 7))}
 
     def observe(self, resnet_block, challenge):
         found = []
@@ -152,16 +162,18 @@ class ResnetBlockDemo(Part):
             with walk.replaced(resnet_block, Residual=spy):
                 blk = (resnet_block(channels, count) if first is None
                        else resnet_block(channels, count, first_block=first))
+            x_shape = (2, max(1, channels // 2), challenge["side"], challenge["side"])
             found.append({"calls": spy.calls, "children": len(walk.children(blk)),
-                          "shape": walk.shape_of(walk.run(blk, (2, max(1, channels // 2), 8, 8)))})
+                          "shape": walk.shape_of(walk.run(blk, x_shape))})
         return {"found": found}
 
     def judge(self, challenge, observation):
+        size = challenge["side"]
         for (channels, count, first), got in zip(challenge["cases"], observation["found"], strict=True):
-            side = 8 if first else 4
+            side = size if first else walk.out_side(size, 2)
             expect(got["shape"] == [2, channels, side, side],
-                   f"{stage_name(channels, count, first)} gave output shape "
-                   f"{tuple(got['shape'])} on an input of 8x8, expected {(2, channels, side, side)}.")
+                   f"{stage_name(channels, count, first)} gave output shape {tuple(got['shape'])} "
+                   f"on an input of {size}x{size}, expected {(2, channels, side, side)}.")
 
 
 # ---------------------------------------------------------------- resnet18
@@ -175,33 +187,39 @@ def spied_resnet18(resnet18, *args):
 
 class Resnet18Demo(Part):
     name = "resnet18_demo"
-    description = "resnet18() maps a (1, 1, 224, 224) image to (1, 10) class scores"
+    description = "resnet18() maps a batch of (B, 1, H, W) images to (B, 10) class scores"
+
+    def challenge(self, rng=None):
+        if rng is None:
+            return {"batch": 1, "side": 224}
+        return {"batch": int(rng.integers(2, 18)), "side": 32 * int(rng.integers(2, 8))}
 
     def observe(self, resnet18, challenge):
         net, _ = spied_resnet18(resnet18)
-        return {"shape": walk.shape_of(walk.run(net, (1, 1, 224, 224)))}
+        return {"shape": walk.shape_of(walk.run(net, (challenge["batch"], 1, challenge["side"], challenge["side"])))}
 
     def judge(self, challenge, observation):
-        expect(observation["shape"] == [1, 10],
-               f"resnet18() on a 224x224 image gave {tuple(observation['shape'])}, expected (1, 10).")
+        batch, side = challenge["batch"], challenge["side"]
+        expect(observation["shape"] == [batch, 10], f"resnet18() on a batch of {batch} images of {side}x{side} "
+                                                    f"gave {tuple(observation['shape'])}, expected ({batch}, 10).")
 
 
 # ---------------------------------------------------------- shapes, counts
 
 def random_spec(rng):
-    """A small random network: a list of layer descriptions the judge can do arithmetic on."""
+    """A small test network, as layer descriptions the judge can do arithmetic on.
+
+    Every draw has the same layers as the notebook's (a padded and an unpadded
+    convolution, BatchNorm, ReLU, pooling, global pooling, Dense); only the
+    sizes are drawn, so no draw is easier than another."""
     if rng is None:
         return {"input": [2, 1, 12, 12],
                 "layers": [["conv", 4, 3, 1], ["bn"], ["relu"], ["pool", 2], ["conv", 6, 3, 0],
                            ["gap"], ["dense", 3]]}
-    layers, side = [], int(rng.integers(10, 17))
-    for _ in range(int(rng.integers(1, 3))):
-        k = int(rng.choice([1, 3]))
-        layers += [["conv", int(rng.integers(2, 9)), k, int(rng.integers(0, k // 2 + 1))], ["bn"], ["relu"]]
-        if rng.random() < 0.5:
-            layers.append(["pool", 2])
-    layers += [["gap"], ["dense", int(rng.integers(2, 7))]]
-    return {"input": [int(rng.integers(1, 4)), int(rng.integers(1, 4)), side, side], "layers": layers}
+    small = lambda low, high: int(rng.integers(low, high))
+    return {"input": [small(1, 5), small(1, 4), small(10, 17), small(10, 17)],
+            "layers": [["conv", small(2, 9), 3, 1], ["bn"], ["relu"], ["pool", 2], ["conv", small(2, 9), 3, 0],
+                       ["gap"], ["dense", small(2, 9)]]}
 
 
 def build_spec(spec):
@@ -280,14 +298,14 @@ class ParameterCounts(Part):
     description = "parameter_counts returns (total, trainable, non-trainable) parameter counts"
 
     def challenge(self, rng=None):
+        """One test network counted as it is, with its BatchNorm layer (index 1) frozen and with
+        everything frozen, and a lone Dense layer; only the sizes are drawn."""
         spec = random_spec(rng)
         dense = {"input": [2, 7], "layers": [["dense", 5]]}
-        some = [1]
         if rng is not None:
             dense = {"input": [2, int(rng.integers(2, 20))], "layers": [["dense", int(rng.integers(2, 9))]]}
-            some = [i for i in range(len(spec["layers"])) if rng.random() < 0.4] or [0]
         everything = list(range(len(spec["layers"])))
-        return {"specs": [spec, dense, spec, spec], "frozen": [[], [], some, everything]}
+        return {"specs": [spec, dense, spec, spec], "frozen": [[], [], [1], everything]}
 
     def observe(self, parameter_counts, challenge):
         results = []
