@@ -271,23 +271,78 @@ class Residual(_Right):
 
 
 def test_secret_challenges_pass_correct_code_and_replays_fail():
-    """The batch grader draws fresh challenges; correct code passes every one of them, and an
-    observation recorded for one challenge does not pass another (no replaying answers)."""
+    """The grader draws fresh challenges for every part, visible ones included; correct code
+    passes every draw, and the observations of a correct run under another draw, or under the
+    notebook's fixed challenge, pass no part (no replaying or copying records)."""
     import numpy as onp
     from autograder.student.parts import judge_safely, observe_safely
     space = namespace("correct_tuples")
-    replay_caught = set()
-    for seed in range(4):
-        rng = onp.random.default_rng(seed)
+    observe = lambda part, name, challenge: observe_safely(part.observe, space[name], challenge)
+    for seed in range(3):
         for check, name in CHECKS:
             part = ALL_PARTS[check]
-            challenge = part.challenge(rng)
-            observation = observe_safely(part.observe, space[name], challenge)
-            assert judge_safely(part, challenge, observation) is None, (seed, check)
-            if judge_safely(part, part.challenge(onp.random.default_rng(seed + 100)), observation) is not None:
-                replay_caught.add(check)
-    assert {"residual_behaviour", "stem_behaviour", "residual_shapes", "resnet_block_units",
-            "print_layer_shapes_output", "parameter_counts_values", "resnet18_complete"} <= replay_caught
+            challenge = part.challenge(onp.random.default_rng(seed))
+            assert judge_safely(part, challenge, observe(part, name, challenge)) is None, (seed, check)
+            for other in [part.challenge(onp.random.default_rng(seed + 100)), part.challenge(None)]:
+                assert judge_safely(part, challenge, observe(part, name, other)) is not None, (seed, check)
+
+
+def _cases(part, challenge):
+    """What a challenge holds apart from its sizes: the kinds of cases a part is judged on."""
+    if part in ("residual_demo_shapes", "residual_shapes"):
+        return [(p, s, x[1] == c, x[2] % 2) for c, p, s, x in challenge["cases"]]
+    if part == "residual_structure":
+        return [(p, s, c_in == c) for c, p, s, c_in in challenge["cases"]]
+    if part == "residual_behaviour":
+        return [(p, s, c_in == c, side % 2 if s == 2 else None) for c, p, s, c_in, side in challenge["cases"]]
+    if part in ("resnet_block_demo", "resnet_block_units"):
+        return [(first, count == 1, challenge["side"] % 2) for _, count, first in challenge["cases"]]
+    if part == "print_layer_shapes_output":
+        return [layer[0] for layer in challenge["spec"]["layers"]]
+    if part == "parameter_counts_values":
+        return [([layer[0] for layer in spec["layers"]], frozen)
+                for spec, frozen in zip(challenge["specs"], challenge["frozen"])]
+    return sorted(challenge)
+
+
+def test_every_draw_holds_the_cases_of_the_notebooks_challenge():
+    """Only sizes, class counts and weights are drawn: every draw has the cases of the fixed
+    challenge (for Residual: identity, stride-1 and stride-2 projections, other input
+    channels...), so no draw can miss the case a mistake shows in."""
+    import numpy as onp
+    for name, part in ALL_PARTS.items():
+        fixed = _cases(name, part.challenge(None))
+        for seed in range(50):
+            assert _cases(name, part.challenge(onp.random.default_rng(seed))) == fixed, (name, seed)
+
+
+def test_the_observers_need_nothing_from_the_judges_side():
+    """The hidden parts' observers run in the sandbox and a notebook can print them: importing
+    them loads only the published runtime, and no module it loads names any judge or
+    reference of the hidden module."""
+    import ast
+    import importlib.util
+    import json
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+    loaded = json.loads(subprocess.run(
+        [sys.executable, "-c", "import json, sys, autograder.sandboxed.observers.resnet18; "
+         "print(json.dumps(sorted(m for m in sys.modules if m.startswith('autograder'))))"],
+        capture_output=True, text=True, check=True).stdout)
+    assert "autograder.sandboxed.observers.resnet18" in loaded
+    assert all(m == "autograder" or m.startswith(("autograder.student", "autograder.sandboxed")) for m in loaded), loaded
+    assert "autograder.student.numpy_ops" not in loaded
+    tree = ast.parse(Path(hidden_checks.__file__).read_text())
+    judge_side = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+    judge_side |= {target.id for node in tree.body if isinstance(node, ast.Assign)
+                   for target in node.targets if isinstance(target, ast.Name)} - {"PARTS"}
+    assert {"residual_outputs", "stem_outputs", "resnet18_output", "RESNET18_COUNTS", "_conv_weight"} <= judge_side
+    for module in loaded:
+        source = Path(importlib.util.find_spec(module).origin).read_text()
+        named = {n for n in judge_side if re.search(rf"\b{re.escape(n)}\b", source)}
+        assert not named, (module, named)
 
 
 def test_judges_survive_malformed_observations():

@@ -60,9 +60,13 @@ def _conv_weight(seed, shape, top, bottom, left, right):
         return _weights(seed, "conv.weight", shape)[:, :, top:bottom + 1, left:right + 1]
     rng = onp.random.default_rng([seed, zlib.crc32(f"conv.weight:{shape}".encode())])
     block = rng.standard_normal(CANONICAL_BLOCK) / onp.sqrt(c_in * k * k)
-    channels = onp.arange(c_out * c_in).reshape(c_out, c_in, 1, 1) * (k * k)
-    taps = onp.arange(top, bottom + 1).reshape(-1, 1) * k + onp.arange(left, right + 1)
-    return block[(channels + taps) % CANONICAL_BLOCK]
+    # Tap (i, j) of the m-th (output, input) channel pair is the draw at (m * k * k + i * k + j)
+    # modulo the block's size: along m that repeats every CANONICAL_BLOCK pairs, so one period
+    # per tap, tiled, gives it.
+    pairs = onp.arange(CANONICAL_BLOCK) * (k * k)
+    return onp.stack([onp.stack([onp.resize(block[(pairs + i * k + j) % CANONICAL_BLOCK], (c_out, c_in))
+                                 for j in range(left, right + 1)], axis=-1)
+                      for i in range(top, bottom + 1)], axis=-2)
 
 
 def _taps(side, k, stride, pad):
@@ -167,9 +171,12 @@ class ResidualStructure(Observed):
 
     def challenge(self, rng=None):
         """(num_channels, use_1x1conv, strides, input channels): an identity block, a stride-2 and a
-        stride-1 projection from half the channels, and Residual(c) with the defaults (None, None)."""
-        c = 6 if rng is None else int(rng.integers(2, 17))
-        return {"cases": [[c, False, 1, c], [2 * c, True, 2, c], [2 * c, True, 1, c], [c, None, None, c]]}
+        stride-1 projection to more channels, and Residual(c) with the defaults (None, None)."""
+        if rng is None:
+            return {"cases": [[6, False, 1, 6], [12, True, 2, 6], [12, True, 1, 6], [6, None, None, 6]]}
+        draw = lambda: int(rng.integers(2, 33))
+        c, d, e, f = draw(), draw(), draw(), draw()
+        return {"cases": [[c, False, 1, c], [d + draw(), True, 2, d], [e + draw(), True, 1, e], [f, None, None, f]]}
 
     def judge(self, challenge, observation):
         for (c, proj, s, _), found in zip(challenge["cases"], observation["settings"], strict=True):
@@ -243,7 +250,7 @@ class StemStructure(Observed):
         """A batch of images: the layers' settings are observed with the output shape they give."""
         if rng is None:
             return {"batch": 1, "side": 32}
-        return {"batch": int(rng.integers(1, 6)), "side": int(rng.integers(16, 65))}
+        return {"batch": int(rng.integers(1, 9)), "side": int(rng.integers(16, 65))}
 
     def judge(self, challenge, found):
         batch, side = challenge["batch"], challenge["side"]
@@ -285,7 +292,7 @@ class StemBehaviour(Observed):
 
 # ------------------------------------------------------------ resnet_block
 
-def _units(channels, count, first_block):
+def _expected_units(channels, count, first_block):
     return [[channels, not first_block, 1 if first_block else 2]] + [[channels, False, 1]] * (count - 1)
 
 
@@ -310,7 +317,7 @@ class ResnetBlockUnits(Observed, ResnetBlockDemo):
     def judge(self, challenge, observation):
         for (channels, count, first), got in zip(challenge["cases"], observation["found"], strict=True):
             name = stage_name(channels, count, first)
-            want = _units(channels, count, bool(first))
+            want = _expected_units(channels, count, bool(first))
             expect(got["calls"], "resnet_block should create its units with the Residual class.")
             expect(got["calls"] == want, f"{name} created {_describe_units(got['calls'])}; expected "
                                          f"{_describe_units(want)}. Only the first unit of a block that is "
@@ -334,7 +341,7 @@ class Resnet18Assembly(Observed):
         """Two batches of images, as (batch size, side)."""
         if rng is None:
             return {"inputs": [[2, 224], [2, 96]]}
-        return {"inputs": [[int(rng.integers(2, 18)), 32 * int(rng.integers(2, 8))] for _ in range(2)]}
+        return {"inputs": [[int(rng.integers(1, 33)), int(rng.integers(32, 97))] for _ in range(2)]}
 
     def judge(self, challenge, got):
         want = [[64, 2, True], [128, 2, False], [256, 2, False], [512, 2, False]]
@@ -360,7 +367,7 @@ class Resnet18NumClasses(Observed):
     def challenge(self, rng=None):
         if rng is None:
             return {"num_classes": 7, "batch": 3}
-        return {"num_classes": int(rng.integers(2, 40)), "batch": int(rng.integers(1, 10))}
+        return {"num_classes": int(rng.integers(2, 65)), "batch": int(rng.integers(1, 33))}
 
     def judge(self, challenge, observation):
         k, batch = challenge["num_classes"], challenge["batch"]
@@ -385,13 +392,13 @@ class Resnet18Complete(Observed):
         """Two sides at which the stages' shapes are observed, and a seed for the weights and the
         input of side ``input`` at which the scores are compared. At 16x16 the last two stages
         run on 1x1 features, which keeps the reference cheap."""
-        sides = [224, 96] if rng is None else [int(rng.integers(2, 6)) * 32 for _ in range(2)]
+        sides = [224, 96] if rng is None else [int(rng.integers(32, 97)) for _ in range(2)]
         return {"sides": sides, "seed": secret_seed(rng), "input": 16}
 
     def judge(self, challenge, got):
         for side, shapes in zip(challenge["sides"], got["shapes"], strict=True):
-            q = side // 4
-            want = [[1, c, (q - 1) // f + 1, (q - 1) // f + 1] for c, f in zip(STAGE_CHANNELS, (1, 2, 4, 8))]
+            q = walk.out_side(walk.out_side(side, 2), 2)
+            want = [[1, c, walk.out_side(q, f), walk.out_side(q, f)] for c, f in zip(STAGE_CHANNELS, (1, 2, 4, 8))]
             missing = [tuple(w) for w in want if w not in shapes]
             expect(not missing, f"at a {side}x{side} input, no layer of your network outputs "
                                 f"{', '.join(map(str, missing))}; the four stages should output "

@@ -3,9 +3,9 @@
 The notebook's visible test cells call ``check.<part>(obj)``; each name in
 :data:`PARTS` is such a part. Each part observes the student's code and
 judges the observation (see ``parts.py`` for why the two are separate).
-The hidden tests' parts live with the instructor's grader
-(``autograder.grade.hidden.resnet18``) and reuse the observers and stand-ins
-defined here.
+The hidden tests' observers (``autograder/sandboxed/observers/resnet18.py``)
+reuse the stand-ins and some observers defined here; their judges stay with
+the instructor's grader.
 
 Parts are independent: where an exercise builds on an earlier one
 (``resnet_block`` uses ``Residual``, ``resnet18`` uses ``make_stem`` and
@@ -190,18 +190,19 @@ class Resnet18Demo(Part):
     description = "resnet18() maps a batch of (B, 1, H, W) images to (B, 10) class scores"
 
     def challenge(self, rng=None):
+        """Batches of images, as (batch size, side)."""
         if rng is None:
-            return {"batch": 1, "side": 224}
-        return {"batch": int(rng.integers(2, 18)), "side": 32 * int(rng.integers(2, 8))}
+            return {"inputs": [[1, 224]]}
+        return {"inputs": [[int(rng.integers(1, 33)), int(rng.integers(32, 97))] for _ in range(2)]}
 
     def observe(self, resnet18, challenge):
         net, _ = spied_resnet18(resnet18)
-        return {"shape": walk.shape_of(walk.run(net, (challenge["batch"], 1, challenge["side"], challenge["side"])))}
+        return {"shapes": [walk.shape_of(walk.run(net, (batch, 1, side, side))) for batch, side in challenge["inputs"]]}
 
     def judge(self, challenge, observation):
-        batch, side = challenge["batch"], challenge["side"]
-        expect(observation["shape"] == [batch, 10], f"resnet18() on a batch of {batch} images of {side}x{side} "
-                                                    f"gave {tuple(observation['shape'])}, expected ({batch}, 10).")
+        for (batch, side), shape in zip(challenge["inputs"], observation["shapes"], strict=True):
+            expect(shape == [batch, 10], f"resnet18() on a batch of {batch} images of {side}x{side} gave "
+                                         f"{tuple(shape)}, expected ({batch}, 10).")
 
 
 # ---------------------------------------------------------- shapes, counts
