@@ -12,7 +12,7 @@ import inspect
 from mxnet import autograd, gluon, np as mnp
 
 from ...student import gluon_walk as walk
-from ...student import numpy_ops as ref
+from . import numpy_ops as ref
 from ...student.checks.resnet18 import (ResidualDemoShapes, ResnetBlockDemo, build_residual,
                                         residual_name, spied_resnet18, stage_name)
 from .counting import parameter_counts
