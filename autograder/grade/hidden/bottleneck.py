@@ -54,11 +54,17 @@ def counts_of(params):
 # ------------------------------------------------- judging with canonical weights
 
 def canonical_conv(seed, biases):
-    """conv(shape, z, **kw) with the canonical weights of that shape, and a bias where the student's has one."""
+    """conv(shape, z, **kw) with the canonical weights of that shape, and a bias where the student's has one.
+
+    Each shape's weights are made once per call of this function: judging costs little per submission."""
+    made = {}
+
     def conv(shape, z, **kwargs):
         shape = tuple(shape)
-        bias = canonical(seed, "conv.bias", shape[:1]) if biases.get(shape, True) else None
-        return ref.conv2d(z, canonical(seed, "conv.weight", shape), bias, **kwargs)
+        if shape not in made:
+            bias = canonical(seed, "conv.bias", shape[:1]) if biases.get(shape, True) else None
+            made[shape] = canonical(seed, "conv.weight", shape), bias
+        return ref.conv2d(z, *made[shape], **kwargs)
     return conv
 
 
@@ -190,17 +196,20 @@ class BottleneckStructure(JudgedPart):
 
 
 def bottleneck_outputs(x, seed, biases, c_in, c, proj):
-    """The correct output of Bottleneck (stride 1) and those of common mistakes, with canonical weights."""
+    """The correct output of Bottleneck (stride 1) and those of common mistakes, with canonical weights.
+
+    Each convolution a candidate shares with another is computed once."""
     out = EXPANSION * c
     conv = canonical_conv(seed, biases)
-    R = lambda z: conv((c, c_in, 1, 1), z)
     M = lambda z: conv((c, c, 3, 3), z, pad=1)
     E = lambda z: conv((out, c, 1, 1), z)
     Bc, Bo = canonical_bn(seed, c), canonical_bn(seed, out)
     r = ref.relu
+    reduced = conv((c, c_in, 1, 1), x)
     S = conv((out, c_in, 1, 1), x) if proj else x
-    inner = r(Bc(M(r(Bc(R(x))))))
-    main = Bo(E(inner))
+    middle = Bc(M(r(Bc(reduced))))
+    expanded = E(r(middle))
+    main = Bo(expanded)
     before_add = "ReLU is applied to the main path before the shortcut is added; add first, then apply ReLU"
     candidates = [
         (None, r(main + S)),
@@ -209,13 +218,13 @@ def bottleneck_outputs(x, seed, biases, c_in, c, proj):
         (before_add, r(r(main) + S)),
         ("the shortcut is not added: the output must be ReLU(main path + shortcut)", r(main)),
         ("there is no ReLU after the second BatchNorm (between the 3x3 and the last 1x1 convolution)",
-         r(Bo(E(Bc(M(r(Bc(R(x))))))) + S)),
+         r(Bo(E(middle)) + S)),
         ("there is no ReLU after the first BatchNorm (between the first 1x1 and the 3x3 convolution)",
-         r(Bo(E(r(Bc(M(Bc(R(x))))))) + S)),
+         r(Bo(E(r(Bc(M(Bc(reduced)))))) + S)),
         ("ReLU comes before BatchNorm; each convolution is followed by BatchNorm, then ReLU",
-         r(Bo(E(Bc(r(M(Bc(r(R(x)))))))) + S)),
+         r(Bo(E(Bc(r(M(Bc(r(reduced))))))) + S)),
         ("the shortcut is added before the last BatchNorm; add it after BatchNorm, right before the final ReLU",
-         r(Bo(E(inner) + S))),
+         r(Bo(expanded + S))),
     ]
     if proj:
         candidates.append(("a BatchNorm is applied to the projection shortcut; in this block, as in the "
@@ -385,11 +394,21 @@ class SmallResnetBehaviour(JudgedPart):
         conv = canonical_conv(seed, {(64, 3, 3, 3): bool(stems[0]["bias"])})
         bn = canonical_bn(seed, 64)
 
+        # The spies are strided 1x1 convolutions, affine per pixel: subsampling first, then averaging
+        # over the pixels left and applying each spy's affine map to the means computes the same.
+        maps = []
+        for block in blocks:
+            shape = tuple(int(n) for n in block["shape"])
+            bias = canonical(seed, "conv.bias", shape[:1]) if block["bias"] else 0
+            maps.append((onp.ascontiguousarray(canonical(seed, "conv.weight", shape).reshape(shape[0], -1).T), bias))
+
         def rest(z):
             for block in blocks:
-                z = canonical_conv(seed, {tuple(block["shape"]): bool(block["bias"])})(
-                    block["shape"], z, stride=int(block["stride"][0]))
-            return ref.dense(ref.global_avg_pool(z), d_weight, d_bias)
+                z = z[:, :, ::int(block["stride"][0]), ::int(block["stride"][1])]
+            z = z.mean(axis=(2, 3))
+            for weight, bias in maps:
+                z = z @ weight + bias
+            return ref.dense(z, d_weight, d_bias)
 
         stem = conv((64, 3, 3, 3), x, stride=1, pad=1)
         try:
