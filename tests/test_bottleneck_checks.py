@@ -11,8 +11,10 @@ The parts are also run as the batch grader runs them: observed with a
 secret challenge drawn from a random generator, judged from the challenge
 and the JSON observation alone. Correct answers pass, the mistakes fail the
 same parts as in the notebook, a recorded observation replayed against
-another secret challenge fails the behaviour parts, and judges given
-malformed observations raise nothing but CheckFailed.
+another secret challenge (or the notebook's fixed one) fails every graded
+part, and judges given malformed observations raise nothing but
+CheckFailed. Last, what the sandbox imports for this notebook (the worker,
+the student runtime and the observers) loads nothing of the judges' side.
 """
 import ast
 import contextlib
@@ -32,10 +34,13 @@ sys.path.insert(0, str(ROOT))
 
 import nbformat  # noqa: E402
 
+from autograder import course  # noqa: E402
+from autograder.sandboxed.observers import bottleneck as observers  # noqa: E402
 from autograder.student.checks import bottleneck as checks  # noqa: E402
 from autograder.grade.hidden import bottleneck as hidden_checks  # noqa: E402
 from autograder.student.checking import CheckFailed, quiet_stderr  # noqa: E402
-from autograder.student.parts import judge_safely  # noqa: E402
+from autograder.grade.hidden import numpy_ops as ref  # noqa: E402
+from autograder.student.parts import canonical, close, judge_safely  # noqa: E402
 from autograder.assign.samples import read_answers  # noqa: E402
 
 ALL_PARTS = {**checks.PARTS, **hidden_checks.PARTS}  # visible and hidden parts, by name
@@ -172,7 +177,7 @@ VARIANTS = {
                         "small_resnet_behaviour", "ReLU before BatchNorm"),
     "sgd": ("train_adam", "'adam'", "'sgd'", "train_adam_hidden", "every parameter should have moved"),
     "validation_on_train": ("train_adam", "evaluate(net, test_iter, device)", "evaluate(net, train_iter, device)",
-                            "train_adam_hidden", "measure it on test_iter"),
+                            "train_adam_visible", "measure it on test_iter"),
     "no_force_reinit": ("train_adam", "force_reinit=True", "force_reinit=False",
                         "train_adam_steps", "Without force_reinit=True"),
     "default_initializer": ("train_adam", "init.Xavier(), ", "",
@@ -212,6 +217,35 @@ def test_preact_self_check(capsys):
         checks.preact_self_check(space["PreActBottleneck"])
 
 
+def preact_outputs(x, seed, c_in, c, proj):
+    """Plain NumPy: the accepted outputs of PreActBottleneck (stride 1), then those of usual mistakes."""
+    out = checks.EXPANSION * c
+    conv = hidden_checks.canonical_conv(seed, {})
+    R = lambda z: conv((c, c_in, 1, 1), z)
+    M = lambda z: conv((c, c, 3, 3), z, pad=1)
+    E = lambda z: conv((out, c, 1, 1), z)
+    B = lambda n: hidden_checks.canonical_bn(seed, n)
+    r = ref.relu
+    pre = r(B(c_in)(x))
+    main = E(r(B(c)(M(r(B(c)(R(pre)))))))
+    if proj:
+        right = [(None, main + conv((out, c_in, 1, 1), pre)), (None, main + conv((out, c_in, 1, 1), x))]
+    else:
+        right = [(None, main + x)]
+    return right + [(checks.NO_FINAL_RELU, r(right[0][1])), (checks.NO_SHORTCUT, main)]
+
+
+def test_preact_fingerprints_are_those_of_the_numpy_reference():
+    """The self-check's stored fingerprints follow from a plain-NumPy pre-activation block."""
+    assert len(checks.PREACT_FINGERPRINTS) == len(checks.PREACT_CASES)
+    for (c, proj, c_in, side), stored in zip(checks.PREACT_CASES, checks.PREACT_FINGERPRINTS):
+        x = canonical(checks.PREACT_SEED, "input", (2, c_in, side, side))
+        outputs = preact_outputs(x, checks.PREACT_SEED, c_in, c, proj)
+        assert [m for m, _ in stored] == [m for m, _ in outputs]
+        for (_, want), (_, output) in zip(stored, outputs):
+            assert close(checks.fingerprint(output), want)
+
+
 def test_reference_block_counts():
     """The published counts follow from the per-block formula."""
     stem = 27 * 64 + 64 + 4 * 64
@@ -239,10 +273,9 @@ PARTS = {
     "train_adam_steps": ("train_adam", "train_adam_steps"),
     "preact_self_check": ("PreActBottleneck", None),
 }
-# Parts whose observation depends on secret weights, inputs or data: a recorded
+# Every graded part's observation depends on its secret challenge: a recorded
 # observation must not pass another secret challenge.
-BEHAVIOUR = ["bottleneck_behaviour", "small_resnet_behaviour", "train_adam_behaviour", "train_adam_steps",
-             "preact_self_check"]
+GRADED = sorted(name for name, (_, cell) in PARTS.items() if cell)
 SECRET, OTHER = 20261123, 777
 
 
@@ -294,9 +327,11 @@ def test_fixed_challenge_is_fixed_and_secret_ones_differ():
     for name, part in ALL_PARTS.items():
         assert part.challenge(None) == part.challenge(None)
         json.dumps(part.challenge(onp.random.default_rng(1)))
-        if name in BEHAVIOUR:
+        if name in GRADED:
             assert part.challenge(onp.random.default_rng(1)) != part.challenge(onp.random.default_rng(2)), name
             assert part.challenge(onp.random.default_rng(1)) != part.challenge(None), name
+        else:  # the ungraded self-check is judged on its fixed challenge only
+            assert part.challenge(onp.random.default_rng(1)) == part.challenge(None), name
 
 
 @pytest.mark.parametrize("sample", sorted(EXPECTED_FAILURES))
@@ -315,13 +350,24 @@ def test_correct_answers_pass_every_secret_challenge_quickly_with_small_observat
         assert seconds < 5, (name, seconds)
 
 
-@pytest.mark.parametrize("name", BEHAVIOUR)
-def test_replayed_observations_fail_another_secret_challenge(secret, name):
+@pytest.fixture(scope="module")
+def fixed_run():
+    """{part: (challenge, observation)} of a correct answer on the notebook's fixed challenges."""
+    space = namespace("correct_reference")
+    return {name: (part.challenge(None), observe(part, space[PARTS[name][0]], part.challenge(None)))
+            for name, part in ALL_PARTS.items()}
+
+
+@pytest.mark.parametrize("name", GRADED)
+def test_replayed_observations_fail_another_secret_challenge(secret, fixed_run, name):
+    """Records of a correct run under another draw, or of the notebook's fixed challenge, earn nothing."""
     part = ALL_PARTS[name]
+    other = part.challenge(onp.random.default_rng(OTHER))
+    assert judge_safely(part, *fixed_run[name]) is None, name
+    assert judge_safely(part, other, fixed_run[name][1]) is not None, name
     for sample in ("correct_reference", "correct_styled"):
         _, observation, _ = secret[sample][name]
-        verdict = judge_safely(part, part.challenge(onp.random.default_rng(OTHER)), observation)
-        assert verdict is not None, (sample, name)
+        assert judge_safely(part, other, observation) is not None, (sample, name)
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
@@ -376,3 +422,22 @@ def test_judges_raise_only_check_failed_on_malformed_observations(secret, name):
             part.judge(challenge, bad)
         except CheckFailed:
             pass
+
+
+# ------------------------------------------------------- the sandbox's side
+
+def test_observers_load_nothing_judge_side():
+    """What the sandbox imports for this notebook loads no judge, reference or authoring module."""
+    import subprocess
+    modules = ["autograder.sandboxed.worker", *course.OBSERVER_MODULES["bottleneck"]]
+    code = (f"import importlib, sys\nfor m in {modules!r}: importlib.import_module(m)\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('autograder.grade', 'autograder.assign'))))")
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert found.stdout.strip() == "[]", found.stdout
+
+
+def test_hidden_parts_observe_with_the_public_observers():
+    assert set(observers.OBSERVERS) == set(hidden_checks.PARTS)
+    for name, part in hidden_checks.PARTS.items():
+        assert part.observe == observers.OBSERVERS[name], name

@@ -1,31 +1,32 @@
 """Hidden checks of the bottleneck notebook: the instructor's side.
 
 The hidden-test cells of ``source/bottleneck`` call ``hidden.<part>(obj)``.
-These parts are judged against plain-NumPy references of the correct block,
-network and training step and of common mistakes, on challenges the batch
-grader draws secretly; they are never published to students. Observers,
-stand-ins and canonical-weight helpers shared with the visible checks come
-from ``autograder.student.checks.bottleneck``. Where ``small_resnet`` is
-counted, the student's ``Bottleneck`` is replaced by a correct reference
-block, so a bug in the block costs only the block's marks.
+Each part here holds its challenge (the fixed one the notebook uses, or one
+the batch grader draws secretly per submission) and its judge, with the
+plain-NumPy references of the correct block, network and training step and
+of common mistakes. What each part observes of the student's code is in
+``autograder/sandboxed/observers/bottleneck.py``, the public side that runs
+beside that code; this module is never bound into the sandbox. Every draw of
+a challenge holds the same classes of case (strided and unstrided
+projections, identity shortcuts, odd and even sizes...), only the values are
+secret, so a verdict depends on the code and never on the draw.
 """
-import inspect
+import math
 
 import numpy as onp
-from mxnet import gluon
 
-from ...student import gluon_walk as walk
-from ...student import numpy_ops as ref
+from . import numpy_ops as ref
+from ...sandboxed.observers import bottleneck as observers
 from ...student.checks.bottleneck import (
-    BOTTLENECK_UNSEEN, EXPANSION, PRESET_WEIGHT, UNREADABLE, BottleneckDemoShapes, JudgedPart, biases_of,
-    block_info,
-    block_name, build_block, canonical_bn, canonical_conv, conv_info, diagnose_failed_run, easy_data,
-    fixed_shape_cases, judge_history, match, raised, random_shape_cases, spied, train, try_run)
-from .counting import parameter_counts
-from ...student.parts import canonical, expect, fail, secret_seed
+    BOTTLENECK_UNSEEN, EXPANSION, PRESET_WEIGHT, UNREADABLE, BottleneckDemoShapes, JudgedPart, block_name,
+    cross_entropy, diagnose_failed_run, fixed_shape_cases, judge_history, random_shape_cases, scores,
+    trained_weights)
+from ...student.parts import canonical, close, expect, fail, secret_seed
 
-# (total, trainable, non-trainable) of small_resnet(10) with Gluon defaults.
+# (total, trainable, non-trainable) of small_resnet(10) with Gluon defaults; each class
+# more or less adds or removes a row of the Dense layer: 512 weights and a bias.
 SMALL_RESNET_COUNTS = (818_186, 813_450, 4_736)
+PER_CLASS = 512 + 1
 # Bottleneck units of small_resnet, as (num_channels, strides, use_projection).
 SMALL_RESNET_UNITS = [(64, 1, True), (64, 1, False), (128, 2, True), (128, 1, False)]
 
@@ -41,6 +42,58 @@ def bottleneck_counts(c_in, num_channels, use_projection):
     return trainable + frozen, trainable, frozen
 
 
+def counts_of(params):
+    """(total, trainable, non-trainable) from recorded [[shape, frozen], ...]."""
+    expect(len(params) <= 256, UNREADABLE)
+    sizes = [(math.prod(int(n) for n in shape), frozen is True) for shape, frozen in params]
+    total = sum(size for size, _ in sizes)
+    frozen = sum(size for size, is_frozen in sizes if is_frozen)
+    return [total, total - frozen, frozen]
+
+
+# ------------------------------------------------- judging with canonical weights
+
+def canonical_conv(seed, biases):
+    """conv(shape, z, **kw) with the canonical weights of that shape, and a bias where the student's has one.
+
+    Each shape's weights are made once per call of this function: judging costs little per submission."""
+    made = {}
+
+    def conv(shape, z, **kwargs):
+        shape = tuple(shape)
+        if shape not in made:
+            bias = canonical(seed, "conv.bias", shape[:1]) if biases.get(shape, True) else None
+            made[shape] = canonical(seed, "conv.weight", shape), bias
+        return ref.conv2d(z, *made[shape], **kwargs)
+    return conv
+
+
+def canonical_bn(seed, n):
+    c = (int(n),)
+    params = [canonical(seed, kind, c) for kind in ("bn.gamma", "bn.beta", "bn.mean", "bn.var")]
+    return lambda z: ref.batch_norm(z, *params)
+
+
+def biases_of(convs):
+    """{weight shape: has a bias} (the first convolution of each shape decides)."""
+    found = {}
+    for conv in convs:
+        found.setdefault(tuple(int(n) for n in conv["shape"]), bool(conv["bias"]))
+    return found
+
+
+def match(got, candidates):
+    """(True, None) when ``got`` matches the correct candidate (listed first as
+    (None, value)), (False, message) for a diagnosed mistake, (False, None) when nothing matches."""
+    for mistake, want in candidates:
+        if close(got, want):
+            return mistake is None, mistake
+    return False, None
+
+
+def _other_than(rng, low, high, *excluded):
+    return int(rng.choice([n for n in range(low, high) if n not in excluded]))
+
 
 # --------------------------------------------------------------- Bottleneck
 
@@ -53,6 +106,8 @@ class BottleneckShapes(BottleneckDemoShapes):
         if rng is None:
             return {"cases": fixed_shape_cases(BOTTLENECK_UNSEEN)}
         return {"cases": random_shape_cases(rng, self.kinds)}
+
+    observe = staticmethod(observers.observe_shapes)
 
 
 class BottleneckStructure(JudgedPart):
@@ -70,19 +125,11 @@ class BottleneckStructure(JudgedPart):
         cases = []
         for proj, s in [(True, 1), (True, 2), (True, 2), (False, 1), (False, 1), (True, None)]:
             c = int(rng.integers(2, 9))
-            c_in = int(rng.choice([n for n in range(1, 25) if n != c])) if proj else EXPANSION * c
+            c_in = _other_than(rng, 1, 25, c, EXPANSION * c) if proj else EXPANSION * c
             cases.append([c, s, proj, c_in])
         return {"cases": cases}
 
-    def observe(self, Bottleneck, challenge):
-        found = []
-        for c, s, proj, c_in in challenge["cases"]:
-            blk = build_block(Bottleneck, c, s, proj)
-            _, error = try_run(blk, (1, c_in, 8, 8))
-            found.append({"error": error, "layers": block_info(blk),
-                          "counts": None if error else list(parameter_counts(blk))})
-        return {"found": found}
-
+    observe = staticmethod(observers.observe_structure)
     def decide(self, challenge, observation):
         for (c, s, proj, c_in), got in zip(challenge["cases"], observation["found"], strict=True):
             self._decide_one(c, s, proj, c_in, got)
@@ -142,24 +189,27 @@ class BottleneckStructure(JudgedPart):
         expect(bns == 3, f"{name} should hold three BatchNorm layers (one after each convolution "
                          f"of the main path), found {bns}.")
         want = list(bottleneck_counts(c_in, c, proj))
-        counts = [int(n) for n in got["counts"]]
+        counts = counts_of(got["params"])
         expect(counts == want, f"{name} has {counts[0]} parameters ({counts[1]} trainable), expected {want[0]} "
                                f"({want[1]} trainable). Keep Gluon's defaults (convolutions with biases, "
                                "plain nn.BatchNorm()).")
 
 
 def bottleneck_outputs(x, seed, biases, c_in, c, proj):
-    """The correct output of Bottleneck (stride 1) and those of common mistakes, with canonical weights."""
+    """The correct output of Bottleneck (stride 1) and those of common mistakes, with canonical weights.
+
+    Each convolution a candidate shares with another is computed once."""
     out = EXPANSION * c
     conv = canonical_conv(seed, biases)
-    R = lambda z: conv((c, c_in, 1, 1), z)
     M = lambda z: conv((c, c, 3, 3), z, pad=1)
     E = lambda z: conv((out, c, 1, 1), z)
     Bc, Bo = canonical_bn(seed, c), canonical_bn(seed, out)
     r = ref.relu
+    reduced = conv((c, c_in, 1, 1), x)
     S = conv((out, c_in, 1, 1), x) if proj else x
-    inner = r(Bc(M(r(Bc(R(x))))))
-    main = Bo(E(inner))
+    middle = Bc(M(r(Bc(reduced))))
+    expanded = E(r(middle))
+    main = Bo(expanded)
     before_add = "ReLU is applied to the main path before the shortcut is added; add first, then apply ReLU"
     candidates = [
         (None, r(main + S)),
@@ -168,13 +218,13 @@ def bottleneck_outputs(x, seed, biases, c_in, c, proj):
         (before_add, r(r(main) + S)),
         ("the shortcut is not added: the output must be ReLU(main path + shortcut)", r(main)),
         ("there is no ReLU after the second BatchNorm (between the 3x3 and the last 1x1 convolution)",
-         r(Bo(E(Bc(M(r(Bc(R(x))))))) + S)),
+         r(Bo(E(middle)) + S)),
         ("there is no ReLU after the first BatchNorm (between the first 1x1 and the 3x3 convolution)",
-         r(Bo(E(r(Bc(M(Bc(R(x))))))) + S)),
+         r(Bo(E(r(Bc(M(Bc(reduced)))))) + S)),
         ("ReLU comes before BatchNorm; each convolution is followed by BatchNorm, then ReLU",
-         r(Bo(E(Bc(r(M(Bc(r(R(x)))))))) + S)),
+         r(Bo(E(Bc(r(M(Bc(r(reduced))))))) + S)),
         ("the shortcut is added before the last BatchNorm; add it after BatchNorm, right before the final ReLU",
-         r(Bo(E(inner) + S))),
+         r(Bo(expanded + S))),
     ]
     if proj:
         candidates.append(("a BatchNorm is applied to the projection shortcut; in this block, as in the "
@@ -189,30 +239,20 @@ class BottleneckBehaviour(JudgedPart):
     # Stride 1 only: the place of the stride is judged by bottleneck_structure,
     # so a wrong stride costs those marks and not these.
     def challenge(self, rng=None):
-        # (num_channels, use_projection, input channels, side)
+        # (num_channels, use_projection, input channels, side): a projection from other channel
+        # counts, an identity shortcut, projections from num_channels and from 4 * num_channels.
         if rng is None:
             cases = [[3, True, 5, 6], [3, False, 12, 6], [4, True, 4, 6], [2, True, 8, 6]]
         else:
             c = [int(n) for n in rng.integers(2, 6, size=4)]
             side = lambda: int(rng.integers(4, 8))
-            cases = [[c[0], True, int(rng.choice([n for n in range(1, 13) if n != c[0]])), side()],
+            cases = [[c[0], True, _other_than(rng, 1, 13, c[0], EXPANSION * c[0]), side()],
                      [c[1], False, EXPANSION * c[1], side()],
                      [c[2], True, c[2], side()],
-                     [c[3], True, int(rng.integers(1, 13)), side()]]
+                     [c[3], True, EXPANSION * c[3], side()]]
         return {"seed": secret_seed(rng), "cases": cases}
 
-    def observe(self, Bottleneck, challenge):
-        seed, outputs = challenge["seed"], []
-        for c, proj, c_in, side in challenge["cases"]:
-            blk = build_block(Bottleneck, c, 1, proj)
-            x = canonical(seed, "input", (2, c_in, side, side))
-            _, error = try_run(blk, x.shape)
-            if error is not None:
-                outputs.append({"error": error, "layers": block_info(blk)})
-                continue
-            walk.set_canonical(blk, seed)
-            outputs.append({"output": walk.forward(blk, x).asnumpy().tolist(), "layers": block_info(blk)})
-        return {"outputs": outputs}
+    observe = staticmethod(observers.observe_behaviour)
 
     def decide(self, challenge, observation):
         seed = challenge["seed"]
@@ -239,57 +279,10 @@ class BottleneckBehaviour(JudgedPart):
                  "layers and that the shortcut starts from the block's input X (or its 1x1 projection).")
 
 
-class ReferenceBottleneck(gluon.nn.HybridBlock):
-    """A correct bottleneck block, used to count small_resnet's parameters
-    independently of the student's block."""
-
-    def __init__(self, num_channels, strides=1, use_projection=True, **kwargs):
-        super().__init__(**kwargs)
-        nn = gluon.nn
-        self.body = nn.HybridSequential()
-        self.body.add(nn.Conv2D(num_channels, 1, strides=strides), nn.BatchNorm(), nn.Activation("relu"),
-                      nn.Conv2D(num_channels, 3, padding=1), nn.BatchNorm(), nn.Activation("relu"),
-                      nn.Conv2D(EXPANSION * num_channels, 1), nn.BatchNorm())
-        self.projection = nn.Conv2D(EXPANSION * num_channels, 1, strides=strides) if use_projection else None
-
-    def hybrid_forward(self, F, X):
-        shortcut = self.projection(X) if self.projection is not None else X
-        return F.npx.relu(self.body(X) + shortcut)
-
-
 # ------------------------------------------------------------- small_resnet
-
-def _normalise(call):
-    c, s, p = call
-    s = [int(n) for n in s] if isinstance(s, (tuple, list)) else [int(s), int(s)]
-    return [int(c), s[0] if len(s) == 2 and s[0] == s[1] else s, bool(p)]
-
 
 def _describe(calls):
     return ", ".join(block_name(*call) for call in calls) or "nothing"
-
-
-def _leaf_kinds(net, spy):
-    """Each leaf of ``net`` in order, described by kind; the stand-in blocks by their creation index."""
-    blocks = {id(unit.proj): i for i, unit in enumerate(spy.instances)}
-    found = []
-    for leaf in walk.leaves(net):
-        if id(leaf) in blocks:
-            found.append({"kind": "block", "index": blocks[id(leaf)]})
-        elif isinstance(leaf, gluon.nn.Conv2D):
-            found.append(dict(conv_info(leaf), kind="conv"))
-        elif isinstance(leaf, gluon.nn.Dense):
-            found.append({"kind": "dense", "units": int(leaf._units), "bias": leaf.bias is not None,
-                          "shape": [int(n) for n in leaf.weight.shape]})
-        elif isinstance(leaf, gluon.nn.BatchNorm):
-            found.append({"kind": "batch_norm", "size": int(leaf.gamma.shape[0])})
-        elif isinstance(leaf, gluon.nn.MaxPool2D):
-            found.append({"kind": "max_pool"})
-        elif isinstance(leaf, gluon.nn.GlobalAvgPool2D):
-            found.append({"kind": "global_avg_pool"})
-        else:
-            found.append({"kind": "other"})
-    return found
 
 
 class SmallResnetAssembly(JudgedPart):
@@ -297,35 +290,17 @@ class SmallResnetAssembly(JudgedPart):
     description = "small_resnet chains a 3x3 stem, the four bottleneck blocks, global average pooling and Dense"
 
     def challenge(self, rng=None):
+        # The first input initialises the layers; the sides are one even, one odd and one drawn.
         if rng is None:
-            return {"inputs": [[1, 3, 32, 32], [3, 3, 16, 16]], "num_classes": 7}
-        sides = [int(n) for n in rng.integers(8, 41, size=2)]
-        return {"inputs": [[int(rng.integers(1, 4)), 3, side, side] for side in sides],
-                "num_classes": int(rng.choice([n for n in range(2, 31) if n != 10]))}
+            return {"inputs": [[2, 3, 32, 32], [1, 3, 32, 32], [3, 3, 16, 16]], "classes_input": [3, 3, 32, 32],
+                    "num_classes": 7}
+        sides = [2 * int(rng.integers(4, 21)), 2 * int(rng.integers(4, 20)) + 1, int(rng.integers(8, 41))]
+        batch = lambda: int(rng.integers(1, 4))
+        return {"inputs": [[batch(), 3, side, side] for side in sides],
+                "classes_input": [batch(), 3, sides[2], sides[2]],
+                "num_classes": _other_than(rng, 2, 31, 10)}
 
-    def observe(self, small_resnet, challenge):
-        try:
-            inspect.signature(small_resnet).bind(challenge["num_classes"])
-            accepts = True
-        except TypeError:
-            accepts = False
-        net, spy = spied(small_resnet)
-        found = {"accepts_num_classes": accepts, "calls": [_normalise(call) for call in spy.calls]}
-        try:
-            walk.run(net, (2, 3, 32, 32))
-        except Exception as error:
-            return dict(found, run_error=raised(error))
-        found["layers"] = _leaf_kinds(net, spy)
-        found["shapes"] = []
-        for shape in challenge["inputs"]:
-            try:
-                found["shapes"].append(walk.shape_of(walk.run(net, shape)))
-            except Exception as error:
-                found["shapes"].append({"error": raised(error)})
-        if accepts:
-            other, _ = spied(small_resnet, challenge["num_classes"])
-            found["num_classes_shape"] = walk.shape_of(walk.run(other, (3, 3, 32, 32)))
-        return found
+    observe = staticmethod(observers.observe_assembly)
 
     def decide(self, challenge, got):
         expect(got["accepts_num_classes"] is True, "small_resnet should accept num_classes (default 10).")
@@ -368,9 +343,9 @@ class SmallResnetAssembly(JudgedPart):
                 fail(f"your code raised {out['error']}. Run your code on its own to see the full error.")
             expect(out == [shape[0], 10], f"small_resnet() on an input of shape {tuple(shape)} gave output "
                                           f"shape {tuple(out)}, expected {(shape[0], 10)}.")
-        k, out = challenge["num_classes"], got["num_classes_shape"]
-        expect(out == [3, k], f"small_resnet({k}) on a batch of 3 gave output shape {tuple(out)}, "
-                              f"expected {(3, k)}.")
+        k, out, n = challenge["num_classes"], got["num_classes_shape"], challenge["classes_input"][0]
+        expect(out == [n, k], f"small_resnet({k}) on a batch of {n} gave output shape {tuple(out)}, "
+                              f"expected {(n, k)}.")
 
 
 def _softmax(z):
@@ -392,14 +367,7 @@ class SmallResnetBehaviour(JudgedPart):
         side = challenge["side"]
         return canonical(challenge["seed"], "input", (challenge["batch"], 3, side, side))
 
-    def observe(self, small_resnet, challenge):
-        net, spy = spied(small_resnet)
-        x = self._input(challenge)
-        walk.run(net, x.shape)
-        walk.set_canonical(net, challenge["seed"])
-        return {"layers": _leaf_kinds(net, spy),
-                "blocks": [conv_info(unit.proj) for unit in spy.instances],
-                "output": walk.forward(net, x).asnumpy().tolist()}
+    observe = staticmethod(observers.observe_small_behaviour)
 
     def decide(self, challenge, got):
         seed, layers = challenge["seed"], got["layers"]
@@ -426,11 +394,21 @@ class SmallResnetBehaviour(JudgedPart):
         conv = canonical_conv(seed, {(64, 3, 3, 3): bool(stems[0]["bias"])})
         bn = canonical_bn(seed, 64)
 
+        # The spies are strided 1x1 convolutions, affine per pixel: subsampling first, then averaging
+        # over the pixels left and applying each spy's affine map to the means computes the same.
+        maps = []
+        for block in blocks:
+            shape = tuple(int(n) for n in block["shape"])
+            bias = canonical(seed, "conv.bias", shape[:1]) if block["bias"] else 0
+            maps.append((onp.ascontiguousarray(canonical(seed, "conv.weight", shape).reshape(shape[0], -1).T), bias))
+
         def rest(z):
             for block in blocks:
-                z = canonical_conv(seed, {tuple(block["shape"]): bool(block["bias"])})(
-                    block["shape"], z, stride=int(block["stride"][0]))
-            return ref.dense(ref.global_avg_pool(z), d_weight, d_bias)
+                z = z[:, :, ::int(block["stride"][0]), ::int(block["stride"][1])]
+            z = z.mean(axis=(2, 3))
+            for weight, bias in maps:
+                z = z @ weight + bias
+            return ref.dense(z, d_weight, d_bias)
 
         stem = conv((64, 3, 3, 3), x, stride=1, pad=1)
         try:
@@ -451,63 +429,46 @@ class SmallResnetBehaviour(JudgedPart):
 
 
 class SmallResnetCounts(JudgedPart):
+    """Counted with spies in place of the student's blocks: the judge adds what a correct
+    Bottleneck holds for each block's recorded arguments and input channels, so a bug in
+    the block costs only the block's marks. The number of classes is drawn secretly."""
     name = "small_resnet_counts"
     description = ("small_resnet has 818,186 parameters (813,450 trainable, 4,736 not) with correct "
-                   "Bottleneck blocks")
+                   "Bottleneck blocks and 10 classes, 513 more per extra class")
 
     def challenge(self, rng=None):
         if rng is None:
-            return {"input": [2, 3, 32, 32]}
+            return {"input": [2, 3, 32, 32], "num_classes": 10}
         side = int(rng.integers(16, 41))
-        return {"input": [int(rng.integers(1, 4)), 3, side, side]}
+        return {"input": [int(rng.integers(1, 9)), 3, side, side], "num_classes": _other_than(rng, 2, 101, 10)}
 
-    def observe(self, small_resnet, challenge):
-        with walk.replaced(small_resnet, Bottleneck=ReferenceBottleneck):
-            net = small_resnet()
-        try:
-            shape = walk.shape_of(walk.run(net, challenge["input"]))
-        except Exception:
-            return {"runs": False}
-        return {"runs": True, "shape": shape, "counts": list(parameter_counts(net))}
+    observe = staticmethod(observers.observe_counts)
 
     def decide(self, challenge, got):
-        x_shape = tuple(challenge["input"])
-        expect(got["runs"] is True,
-               f"built from correct Bottleneck blocks, your network fails on a {x_shape} batch: "
-               "the shortcut of some block does not match its main path. Check each block's "
-               "use_projection and strides against the table.")
-        want = [x_shape[0], 10]
-        expect(got["shape"] == want, f"small_resnet() on a batch of {x_shape[2]}x{x_shape[3]} images gave "
+        x_shape, k = tuple(challenge["input"]), challenge["num_classes"]
+        want = [x_shape[0], k]
+        expect(got["shape"] == want, f"small_resnet({k}) on a batch of {x_shape[2]}x{x_shape[3]} images gave "
                                      f"output shape {tuple(got['shape'])}, expected {tuple(want)}.")
-        counts, want = [int(n) for n in got["counts"]], SMALL_RESNET_COUNTS
-        expect(counts == list(want),
-               f"built from correct Bottleneck blocks, your network has {counts[0]:,} parameters ({counts[1]:,} "
+        counts = counts_of(got["params"])
+        expect(len(got["blocks"]) <= 64, UNREADABLE)
+        for c, s, proj, c_in in got["blocks"]:
+            expect(proj is True or (int(c_in) == EXPANSION * int(c) and s == 1),
+                   f"built from correct Bottleneck blocks, your network fails on a {x_shape} batch: "
+                   "the shortcut of some block does not match its main path. Check each block's "
+                   "use_projection and strides against the table.")
+            counts = [a + b for a, b in zip(counts, bottleneck_counts(int(c_in), int(c), proj is True))]
+        want = [n + PER_CLASS * (k - 10) if i < 2 else n for i, n in enumerate(SMALL_RESNET_COUNTS)]
+        expect(counts == want,
+               f"built from correct Bottleneck blocks, small_resnet({k}) has {counts[0]:,} parameters ({counts[1]:,} "
                f"trainable, {counts[2]:,} not); expected {want[0]:,} ({want[1]:,} and {want[2]:,}). Check the "
                "blocks' arguments and keep Gluon's default Conv2D, BatchNorm and Dense settings.")
 
 
 # --------------------------------------------------------------- train_adam
 
-def _weights(found, classes, features):
-    weight, bias = (onp.asarray(v, dtype=float) for v in found)
-    expect(weight.shape == (classes, features) and bias.shape == (classes,) and onp.all(onp.isfinite(weight))
-           and onp.all(onp.isfinite(bias)), UNREADABLE)
-    return weight, bias
-
-
-def _scores(X, weight, bias):
-    return X @ weight.T + bias
-
-
-def _cross_entropy(z, y):
-    z = z - z.max(axis=1, keepdims=True)
-    return onp.log(onp.exp(z).sum(axis=1)) - z[onp.arange(len(y)), y]
-
-
 class TrainAdamBehaviour(JudgedPart):
     name = "train_adam_behaviour"
-    description = ("train_adam takes Adam steps of size lr, learns, and reports the validation metrics of the "
-                   "trained net")
+    description = "train_adam takes Adam steps of size lr and learns easy data"
 
     def challenge(self, rng=None):
         if rng is None:
@@ -522,24 +483,7 @@ class TrainAdamBehaviour(JudgedPart):
                           "batch_size": int(rng.integers(12, 21)), "epochs": int(rng.integers(5, 8)),
                           "lr": float(rng.uniform(0.04, 0.08))}}
 
-    @staticmethod
-    def _data(challenge, phase):
-        spec = challenge[phase]
-        return easy_data([challenge["seed"], int(phase == "learn")], spec["n_train"], spec["n_test"],
-                         challenge["features"], challenge["classes"])
-
-    def observe(self, train_adam, challenge):
-        features, classes = challenge["features"], challenge["classes"]
-        # One batch, one epoch: Adam's first update moves every parameter by about lr
-        # (whatever the size of its gradient); SGD would move it by lr * gradient.
-        step = dict(challenge["step"], batch_size=challenge["step"]["n_train"], epochs=1)
-        record, net = train(train_adam, step, features, classes, self._data(challenge, "step"))
-        found = {"step": {"history": record, "first": net.first, "after": net.weights()}}
-        # Several epochs on easy data: it learns, and the validation numbers are
-        # those of the trained network on test_iter.
-        record, net = train(train_adam, challenge["learn"], features, classes, self._data(challenge, "learn"))
-        found["learn"] = {"history": record, "final": net.weights()}
-        return found
+    observe = staticmethod(observers.observe_train_behaviour)
 
     def decide(self, challenge, got):
         features, classes = challenge["features"], challenge["classes"]
@@ -547,8 +491,8 @@ class TrainAdamBehaviour(JudgedPart):
         judge_history(got["step"]["history"], 1)
         expect(got["step"]["first"] is not None, "train_adam never called the network in training mode "
                                                  "(inside autograd.record()).")
-        first = _weights(got["step"]["first"], classes, features)
-        after = _weights(got["step"]["after"], classes, features)
+        first = trained_weights(got["step"]["first"], classes, features)
+        after = trained_weights(got["step"]["after"], classes, features)
         moved = onp.concatenate([(a - b).ravel() for a, b in zip(after, first, strict=True)])
         step = onp.abs(moved) / lr
         expect(step.max() > 1e-3, "the parameters did not change during training: call l.backward() and "
@@ -559,8 +503,8 @@ class TrainAdamBehaviour(JudgedPart):
                            f"{step.max() * lr:.2g} (a median of {onp.median(step) * lr:.2g}). Use "
                            "gluon.Trainer(net.collect_params(), 'adam', {'learning_rate': lr}).")
         # Adam's first step goes against the sign of the gradient of the batch's cross-entropy.
-        (X, y), _ = self._data(challenge, "step")
-        error = _softmax(_scores(X, *first)) - onp.eye(classes)[y]
+        (X, y), _ = observers.training_data(challenge, "step")
+        error = _softmax(scores(X, *first)) - onp.eye(classes)[y]
         gradient = onp.concatenate([(error.T @ X).ravel(), error.sum(axis=0)])
         clear = onp.abs(gradient) > 1e-4 * len(y)
         against = onp.mean(onp.sign(moved[clear]) == -onp.sign(gradient[clear])) if clear.any() else 1.0
@@ -576,17 +520,6 @@ class TrainAdamBehaviour(JudgedPart):
                f"{values['train_loss']}.")
         expect(values["train_acc"][-1] > 0.8,
                f"the training accuracy reached only {values['train_acc'][-1]:.2f} on easy data.")
-        _, (X_test, y_test) = self._data(challenge, "learn")
-        scores = _scores(X_test, *_weights(got["learn"]["final"], classes, features))
-        accuracy = float(onp.mean(scores.argmax(axis=1) == y_test))
-        loss = float(onp.mean(_cross_entropy(scores, y_test)))
-        expect(abs(values["val_acc"][-1] - accuracy) < 1e-6,
-               f"the last validation accuracy is {values['val_acc'][-1]:.4f}, but the trained network scores "
-               f"{accuracy:.4f} on test_iter: measure it on test_iter after the epoch's training.")
-        expect(abs(values["val_loss"][-1] - loss) < 1e-3 * max(1.0, loss),
-               f"the last validation loss is {values['val_loss'][-1]:.4f}, but the trained network's mean "
-               f"cross-entropy on test_iter is {loss:.4f}: measure it on test_iter after the epoch's "
-               "training, as the mean loss per example.")
 
 
 class TrainAdamSteps(JudgedPart):
@@ -596,36 +529,33 @@ class TrainAdamSteps(JudgedPart):
     weights of every batch, so the judge recomputes the epoch's mean loss per
     example and fraction correct from the recorded first weights and the data.
     The last batch is smaller than the others, so averaging the batches' means
-    (or dividing a sum by the number of batches) gives other numbers."""
+    (or dividing a sum by the number of batches) gives other numbers; and since
+    the fraction correct is never 0 or 1 (see ``observers.training_data``) and
+    the number of examples is prime to the last batch's size, no batch's own
+    fraction equals the epoch's, whatever the weights Xavier drew."""
     name = "train_adam_steps"
     description = ("train_adam initialises net with init.Xavier() (force_reinit=True) and reports the mean "
                    "training loss per example and the fraction of correct predictions")
 
     def challenge(self, rng=None):
         if rng is None:
-            return {"seed": secret_seed(None), "features": 5, "classes": 3, "n_train": 50, "n_test": 20,
+            return {"seed": secret_seed(None), "features": 5, "classes": 3, "n_train": 53, "n_test": 20,
                     "batch_size": 16}
-        batch = int(rng.integers(8, 17))
+        batch, full = int(rng.integers(8, 17)), int(rng.integers(2, 5))
+        last = int(rng.integers(1, batch // 2 + 1))
+        while math.gcd(batch * full + last, last) != 1:  # 1 always is
+            last = int(rng.integers(1, batch // 2 + 1))
         return {"seed": secret_seed(rng), "features": int(rng.integers(4, 7)), "classes": int(rng.integers(2, 5)),
-                "n_train": batch * int(rng.integers(2, 5)) + int(rng.integers(1, batch // 2 + 1)),
-                "n_test": int(rng.integers(8, 25)), "batch_size": batch}
+                "n_train": batch * full + last, "n_test": int(rng.integers(8, 25)), "batch_size": batch}
 
-    @staticmethod
-    def _data(challenge):
-        return easy_data([challenge["seed"], 2], challenge["n_train"], challenge["n_test"],
-                         challenge["features"], challenge["classes"])
-
-    def observe(self, train_adam, challenge):
-        spec = {"batch_size": challenge["batch_size"], "epochs": 1, "lr": 0.0}
-        record, net = train(train_adam, spec, challenge["features"], challenge["classes"], self._data(challenge))
-        return {"history": record, "first": net.first}
+    observe = staticmethod(observers.observe_train_steps)
 
     def decide(self, challenge, got):
         features, classes = challenge["features"], challenge["classes"]
         values = judge_history(got["history"], 1)
         expect(got["first"] is not None, "train_adam never called the network in training mode "
                                          "(inside autograd.record()).")
-        weight, bias = _weights(got["first"], classes, features)
+        weight, bias = trained_weights(got["first"], classes, features)
         expect(not onp.all(weight == onp.float32(PRESET_WEIGHT)),
                "train_adam trained the network with the weights it came with: initialise it first, with "
                "net.initialize(init.Xavier(), ctx=device, force_reinit=True). Without force_reinit=True a "
@@ -639,11 +569,11 @@ class TrainAdamSteps(JudgedPart):
                f"uniformly from [-{bound:.3f}, {bound:.3f}] and sets the biases to 0; the weights your loop "
                f"started from lie in [{weight.min():.3g}, {weight.max():.3g}]. Use "
                "net.initialize(init.Xavier(), ctx=device, force_reinit=True).")
-        (X, y), _ = self._data(challenge)
-        scores = _scores(X, weight, bias)
-        losses = _cross_entropy(scores, y)
-        hits = (scores.argmax(axis=1) == y).astype(float)
-        ranked = onp.sort(scores, axis=1)
+        (X, y), _ = observers.training_data(challenge, "steps")
+        z = scores(X, weight, bias)
+        losses = cross_entropy(z, y)
+        hits = (z.argmax(axis=1) == y).astype(float)
+        ranked = onp.sort(z, axis=1)
         ties = int(onp.sum(ranked[:, -1] - ranked[:, -2] < 1e-4))  # float32 may pick either class
         n, size = len(y), challenge["batch_size"]
         batches = onp.array_split(onp.random.default_rng(n).permutation(n), range(size, n, size))
@@ -679,6 +609,3 @@ PARTS = {part.name: part for part in [
 # The names the notebook's hidden-test cells call: hidden.<name>(obj).
 globals().update({name: part.check for name, part in PARTS.items()})
 
-
-# TODO(split): observers move to autograder.sandboxed.observers.bottleneck
-OBSERVERS = {name: part.observe for name, part in PARTS.items()}

@@ -20,7 +20,7 @@ import numpy as onp
 
 from ...sandboxed.observers.resnet18 import OBSERVERS
 from ...student import gluon_walk as walk
-from ...student import numpy_ops as ref
+from . import numpy_ops as ref
 from ...student.checks.resnet18 import ResidualDemoShapes, ResnetBlockDemo, residual_name, stage_name
 from ...student.parts import CANONICAL_BLOCK, Part, canonical, close, expect, fail, secret_seed
 

@@ -4,24 +4,28 @@ Three exercises: the ``Bottleneck`` block, the small CIFAR-10 network
 ``small_resnet`` built from it, and the training loop ``train_adam``; plus an
 ungraded self-check of the optional pre-activation block. The notebook's
 visible test cells call ``check.<part>(obj)``; each name in :data:`PARTS` is
-such a part. The hidden tests' parts live with the instructor's grader
-(``autograder.grade.hidden.bottleneck``) and reuse the observers, stand-ins
-and canonical-weight helpers defined here.
+such a part. This module is the published student runtime, bound into the
+grader's sandbox: it also holds the helpers the hidden parts' observers
+(``autograder/sandboxed/observers/bottleneck.py``) share with these parts,
+the stand-in ``Bottleneck`` spy and the data of ``train_adam``'s checks.
 
 Each part observes the student's code and judges the observation (see
 ``parts.py`` for why the two are separate): observers only record JSON data
 (shapes, layer settings, outputs with canonical weights, training histories
 and weights), judges decide from the challenge and the observation alone and
-never touch student code. Each exercise is judged on its own: the
-``small_resnet`` parts swap the student's ``Bottleneck`` for a stand-in, so a
-bug in the block costs only the block's marks. Layers are found by kind and
-shape, never by their auto-generated names.
+never touch student code. Nothing here computes what a graded piece should
+output: the visible parts judge shapes and histories, and the optional
+self-check compares with fingerprints stored for its fixed challenge; the
+plain-NumPy references live with the grader (``autograder/grade/hidden/``).
+Each exercise is judged on its own: the ``small_resnet`` parts swap the
+student's ``Bottleneck`` for a spy, so a bug in the block costs only the
+block's marks. Layers are found by kind and shape, never by their
+auto-generated names.
 """
 import numpy as onp
 from mxnet import autograd, cpu, gluon, init, np as mnp
 
 from .. import gluon_walk as walk
-from .. import numpy_ops as ref
 from ..checking import CheckFailed, quiet_stderr
 from ..parts import Part, canonical, close, expect, fail, secret_seed
 
@@ -119,7 +123,7 @@ def build_block(Bottleneck, num_channels, strides, use_projection, cls="Bottlene
              f"Keep the signature {cls}(num_channels, strides=1, use_projection=True).")
 
 
-# ------------------------------------------------- judging with canonical weights
+# ------------------------------------------------------------- judge side
 
 def diagnose_failed_run(layers, c, s, proj, name, error):
     """The block raised on its input; explain the usual cause from the layers'
@@ -145,46 +149,24 @@ def diagnose_failed_run(layers, c, s, proj, name, error):
          "are added.")
 
 
-def canonical_conv(seed, biases):
-    """conv(shape, z, **kw) with the canonical weights of that shape, and a bias where the student's has one."""
-    def conv(shape, z, **kwargs):
-        shape = tuple(shape)
-        bias = canonical(seed, "conv.bias", shape[:1]) if biases.get(shape, True) else None
-        return ref.conv2d(z, canonical(seed, "conv.weight", shape), bias, **kwargs)
-    return conv
-
-
-def canonical_bn(seed, n):
-    c = (int(n),)
-    params = [canonical(seed, kind, c) for kind in ("bn.gamma", "bn.beta", "bn.mean", "bn.var")]
-    return lambda z: ref.batch_norm(z, *params)
-
-
-def biases_of(convs):
-    """{weight shape: has a bias} (the first convolution of each shape decides)."""
-    found = {}
-    for conv in convs:
-        found.setdefault(tuple(int(n) for n in conv["shape"]), bool(conv["bias"]))
-    return found
-
-
-def match(got, candidates):
-    """(True, None) when ``got`` matches the correct candidate (listed first as
-    (None, value)), (False, message) for a diagnosed mistake, (False, None) when nothing matches."""
-    for mistake, want in candidates:
-        if close(got, want):
-            return mistake is None, mistake
-    return False, None
-
-
 # --------------------------------------------------------------- Bottleneck
 
 def random_shape_cases(rng, kinds):
-    cases = []
+    """[num_channels, strides, use_projection, input shape] for each (use_projection, strides) kind.
+
+    Every draw has the same classes of case, only the values are secret: a
+    projection's input never has 4 * num_channels channels, a block without
+    one gets exactly 4 * num_channels, and the stride-2 cases alternate odd
+    and even sides (the odd ones are rounded up)."""
+    cases, strided = [], 0
     for proj, s in kinds:
         c = int(rng.integers(2, 9))
-        c_in = int(rng.integers(1, 33)) if proj else EXPANSION * c
-        side = int(rng.integers(3, 12))
+        c_in = int(rng.choice([n for n in range(1, 33) if n != EXPANSION * c])) if proj else EXPANSION * c
+        if s == 2:
+            side = 2 * int(rng.integers(2, 6)) + 1 - strided % 2
+            strided += 1
+        else:
+            side = int(rng.integers(3, 12))
         cases.append([c, s, proj, [int(rng.integers(1, 4)), c_in, side, side]])
     return cases
 
@@ -193,20 +175,27 @@ def fixed_shape_cases(table):
     return [[c, s, p, list(x_shape)] for (c, s, p), x_shape, _ in table]
 
 
+def observe_shapes(Bottleneck, challenge):
+    """Each case's output shape, or the error and the layers' settings when the block raised."""
+    results = []
+    for c, s, proj, x_shape in challenge["cases"]:
+        blk = build_block(Bottleneck, c, s, proj)
+        shape, error = try_run(blk, x_shape)
+        results.append({"shape": shape} if error is None else {"error": error, "layers": block_info(blk)})
+    return {"results": results}
+
+
 class BottleneckDemoShapes(JudgedPart):
     name = "bottleneck_demo_shapes"
     description = "Bottleneck expands the channels 4x, keeps the size, or halves it with strides=2"
+    kinds = [(True, 1), (True, 2), (False, 1)]
 
     def challenge(self, rng=None):
-        return {"cases": fixed_shape_cases(BOTTLENECK_DEMOS)}
+        if rng is None:
+            return {"cases": fixed_shape_cases(BOTTLENECK_DEMOS)}
+        return {"cases": random_shape_cases(rng, self.kinds)}
 
-    def observe(self, Bottleneck, challenge):
-        results = []
-        for c, s, proj, x_shape in challenge["cases"]:
-            blk = build_block(Bottleneck, c, s, proj)
-            shape, error = try_run(blk, x_shape)
-            results.append({"shape": shape} if error is None else {"error": error, "layers": block_info(blk)})
-        return {"results": results}
+    observe = staticmethod(observe_shapes)
 
     def decide(self, challenge, observation):
         for (c, s, proj, x_shape), got in zip(challenge["cases"], observation["results"], strict=True):
@@ -253,14 +242,20 @@ class SmallResnetDemo(JudgedPart):
     name = "small_resnet_demo"
     description = "small_resnet() maps a (2, 3, 32, 32) batch of images to (2, 10) class scores"
 
+    def challenge(self, rng=None):
+        if rng is None:
+            return {"inputs": [[2, 3, 32, 32]]}
+        return {"inputs": [[int(n), 3, int(side), int(side)]
+                           for n, side in zip(rng.integers(1, 9, size=3), rng.integers(8, 41, size=3))]}
+
     def observe(self, small_resnet, challenge):
         net, _ = spied(small_resnet)
-        return {"shape": walk.shape_of(walk.run(net, (2, 3, 32, 32)))}
+        return {"shapes": [walk.shape_of(walk.run(net, shape)) for shape in challenge["inputs"]]}
 
     def decide(self, challenge, observation):
-        got = observation["shape"]
-        expect(got == [2, 10], f"small_resnet() on a batch of 32x32 images gave output shape {tuple(got)}, "
-                               "expected (2, 10).")
+        for (n, _, height, width), got in zip(challenge["inputs"], observation["shapes"], strict=True):
+            expect(got == [n, 10], f"small_resnet() on a batch of {n} images of {height}x{width} gave output "
+                                   f"shape {tuple(got)}, expected {(n, 10)}.")
 
 
 # --------------------------------------------------------------- train_adam
@@ -374,9 +369,44 @@ def judge_history(record, num_epochs):
     return values
 
 
+def trained_weights(found, classes, features):
+    """The recorded (weight, bias) of the one-layer classifier, as arrays of the right shapes."""
+    weight, bias = (onp.asarray(v, dtype=float) for v in found)
+    expect(weight.shape == (classes, features) and bias.shape == (classes,) and onp.all(onp.isfinite(weight))
+           and onp.all(onp.isfinite(bias)), UNREADABLE)
+    return weight, bias
+
+
+def scores(X, weight, bias):
+    return X @ weight.T + bias
+
+
+def cross_entropy(z, y):
+    z = z - z.max(axis=1, keepdims=True)
+    return onp.log(onp.exp(z).sum(axis=1)) - z[onp.arange(len(y)), y]
+
+
+def judge_validation(values, final, test_data, classes, features):
+    """The last epoch's validation figures must be those of the trained network on test_iter."""
+    X_test, y_test = test_data
+    z = scores(X_test, *trained_weights(final, classes, features))
+    accuracy = float(onp.mean(z.argmax(axis=1) == y_test))
+    loss = float(onp.mean(cross_entropy(z, y_test)))
+    expect(abs(values["val_acc"][-1] - accuracy) < 1e-6,
+           f"the last validation accuracy is {values['val_acc'][-1]:.4f}, but the trained network scores "
+           f"{accuracy:.4f} on test_iter: measure it on test_iter after the epoch's training.")
+    expect(abs(values["val_loss"][-1] - loss) < 1e-3 * max(1.0, loss),
+           f"the last validation loss is {values['val_loss'][-1]:.4f}, but the trained network's mean "
+           f"cross-entropy on test_iter is {loss:.4f}: measure it on test_iter after the epoch's "
+           "training, as the mean loss per example.")
+
+
 class TrainAdamHistory(JudgedPart):
+    """The history's form, and its last validation figures recomputed from the trained
+    weights on data drawn secretly: a history written by hand cannot know them."""
     name = "train_adam_history"
-    description = "train_adam returns a history with one train/validation loss and accuracy per epoch"
+    description = ("train_adam returns a history with one train/validation loss and accuracy per epoch, "
+                   "the validation ones measured on test_iter")
 
     def challenge(self, rng=None):
         if rng is None:
@@ -387,59 +417,65 @@ class TrainAdamHistory(JudgedPart):
                 "spec": {"batch_size": int(rng.integers(8, 17)), "epochs": int(rng.integers(1, 4)),
                          "lr": float(rng.uniform(0.005, 0.02))}}
 
-    def observe(self, train_adam, challenge):
-        data = easy_data([challenge["seed"]], challenge["n_train"], challenge["n_test"],
+    @staticmethod
+    def _data(challenge):
+        return easy_data([challenge["seed"]], challenge["n_train"], challenge["n_test"],
                          challenge["features"], challenge["classes"])
-        record, _ = train(train_adam, challenge["spec"], challenge["features"], challenge["classes"], data)
-        return {"history": record}
+
+    def observe(self, train_adam, challenge):
+        record, net = train(train_adam, challenge["spec"], challenge["features"], challenge["classes"],
+                            self._data(challenge))
+        return {"history": record, "final": net.weights()}
 
     def decide(self, challenge, observation):
-        judge_history(observation["history"], challenge["spec"]["epochs"])
+        values = judge_history(observation["history"], challenge["spec"]["epochs"])
+        judge_validation(values, observation["final"], self._data(challenge)[1], challenge["classes"],
+                         challenge["features"])
 
 
 # ------------------------------------------- optional: pre-activation block
 
-def preact_outputs(x, seed, biases, c_in, c, proj):
-    """Accepted outputs of PreActBottleneck (stride 1), then those of common mistakes."""
-    out = EXPANSION * c
-    conv = canonical_conv(seed, biases)
-    R = lambda z: conv((c, c_in, 1, 1), z)
-    M = lambda z: conv((c, c, 3, 3), z, pad=1)
-    E = lambda z: conv((out, c, 1, 1), z)
-    B = lambda n: canonical_bn(seed, n)
-    r = ref.relu
-    pre = r(B(c_in)(x))
-    main = E(r(B(c)(M(r(B(c)(R(pre)))))))
-    if proj:
-        # Both habits are accepted: the projection may read the pre-activated
-        # input (as Gluon's model zoo does) or the raw input.
-        right = [(None, main + conv((out, c_in, 1, 1), pre)), (None, main + conv((out, c_in, 1, 1), x))]
-    else:
-        right = [(None, main + x)]
-    wrong = [("there is no ReLU after the addition in a pre-activation block: the next block's BatchNorm "
-              "and ReLU come first", r(right[0][1])),
-             ("the shortcut is not added", main)]
-    return right + wrong
+def fingerprint(output):
+    """Eight fixed random projections of an output: as telling as the output, and small enough to store."""
+    values = onp.asarray(output, dtype=float).ravel()
+    return onp.random.default_rng(values.size).standard_normal((8, values.size)) @ values
+
+
+# The self-check's fixed cases, [num_channels, use_projection, input channels, side], and for each the
+# fingerprints of the accepted outputs (None) and of usual mistakes, with canonical weights for
+# PREACT_SEED (computed in plain NumPy; tests/test_bottleneck_checks.py recomputes them). A projection
+# may read the pre-activated input (as Gluon's model zoo does) or the raw input: both are accepted.
+PREACT_SEED = 12345
+PREACT_CASES = [[3, True, 5, 6], [3, False, 12, 6]]
+NO_FINAL_RELU = ("there is no ReLU after the addition in a pre-activation block: the next block's BatchNorm "
+                 "and ReLU come first")
+NO_SHORTCUT = "the shortcut is not added"
+PREACT_FINGERPRINTS = [
+    [
+        (None, [9.984976, 6.958814, 3.700462, -29.29573, 22.71771, -14.43886, -16.36683, 0.3732392]),
+        (None, [-20.64368, 13.55959, -8.743471, -26.83605, 27.59764, -25.99161, 41.4411, 3.941105]),
+        (NO_FINAL_RELU, [-7.398779, 4.030674, 19.62887, -15.1826, -1.786987, -16.80387, 3.818247, 2.697739]),
+        (NO_SHORTCUT, [-11.52173, 6.841082, -8.336195, -4.809297, 14.41643, 2.898598, 3.567157, -7.717705]),
+    ],
+    [
+        (None, [20.54252, 60.77108, -32.97806, -11.1842, 23.58486, 11.57118, -22.88438, -19.45038]),
+        (NO_FINAL_RELU, [-2.766298, 30.23387, 11.77296, -2.945608, 0.08012277, 4.772852, -7.407151, -4.323147]),
+        (NO_SHORTCUT, [-12.79063, 7.30647, -3.604812, -20.63388, 8.478984, 5.866217, 4.631776, -4.640888]),
+    ],
+]
 
 
 class PreactSelfCheck(JudgedPart):
-    """Ungraded: 'not attempted' for the untouched stub, else judged like the graded parts."""
+    """Ungraded: 'not attempted' for the untouched stub, else judged on its fixed challenge only,
+    against stored fingerprints: the published runtime holds no forward pass of the block."""
     name = "preact_self_check"
     description = ("PreActBottleneck (optional) keeps the shapes and computes BN -> ReLU -> conv "
                    "three times, plus the shortcut")
     cls = "PreActBottleneck"
 
     def challenge(self, rng=None):
-        if rng is None:
-            return {"seed": secret_seed(None),
-                    "shapes": fixed_shape_cases(BOTTLENECK_DEMOS + BOTTLENECK_UNSEEN[:3]),
-                    "cases": [[3, True, 5, 6], [3, False, 12, 6]]}
-        c = [int(n) for n in rng.integers(2, 6, size=2)]
-        return {"seed": secret_seed(rng),
-                "shapes": random_shape_cases(rng, [(True, 1), (True, 2), (False, 1), (True, 2)]),
-                "cases": [[c[0], True, int(rng.choice([n for n in range(1, 13) if n != c[0]])),
-                           int(rng.integers(4, 8))],
-                          [c[1], False, EXPANSION * c[1], int(rng.integers(4, 8))]]}
+        return {"seed": PREACT_SEED, "shapes": fixed_shape_cases(BOTTLENECK_DEMOS + BOTTLENECK_UNSEEN[:3]),
+                "cases": PREACT_CASES}
 
     def observe(self, PreActBottleneck, challenge):
         try:
@@ -466,24 +502,25 @@ class PreactSelfCheck(JudgedPart):
             want = [x_shape[0], EXPANSION * c, walk.out_side(x_shape[2], s), walk.out_side(x_shape[3], s)]
             expect(shape == want, f"{block_name(c, s, p, self.cls)} on an input of shape {tuple(x_shape)} gave "
                                   f"output shape {tuple(shape)}, expected {tuple(want)}.")
-        seed = challenge["seed"]
-        for (c, proj, c_in, side), found in zip(challenge["cases"], got["outputs"], strict=True):
+        for (c, proj, c_in, side), found, stored in zip(challenge["cases"], got["outputs"], PREACT_FINGERPRINTS,
+                                                        strict=True):
             label = f"{block_name(c, 1, proj, self.cls)} on a {c_in}-channel input"
             sizes = sorted(int(n) for n in found["layers"]["batch_norms"])
             expect(sizes == sorted([c_in, c, c]),
                    f"{label} should hold three BatchNorm layers, over {c_in} (the input), {c} and {c} channels; "
                    f"found them over {sizes}.")
-            biases = biases_of(found["layers"]["convs"])
-            needed = [(c, c_in, 1, 1), (c, c, 3, 3), (EXPANSION * c, c, 1, 1)]
-            expect(all(shape in biases for shape in needed),
-                   f"{label} should hold 1x1 ({c_in}->{c}), 3x3 ({c}->{c}) and 1x1 ({c}->{EXPANSION * c}) "
-                   "convolutions.")
-            x = canonical(seed, "input", (2, c_in, side, side))
-            ok, mistake = match(found["output"], preact_outputs(x, seed, biases, c_in, c, proj))
-            if not ok:
-                fail(f"in {label}, {mistake}." if mistake else
-                     f"{label} does not compute main(X) + shortcut(X) with main path BN -> ReLU -> conv1x1 -> "
-                     "BN -> ReLU -> conv3x3 -> BN -> ReLU -> conv1x1.")
+            output = onp.asarray(found["output"], dtype=float)
+            expect(output.shape == (2, EXPANSION * c, side, side),
+                   f"{label} gave output shape {output.shape}, expected {(2, EXPANSION * c, side, side)}.")
+            seen = fingerprint(output)
+            for mistake, want in stored:
+                if close(seen, want):
+                    expect(mistake is None, f"in {label}, {mistake}.")
+                    break
+            else:
+                fail(f"{label} does not compute main(X) + shortcut(X) with main path BN -> ReLU -> conv1x1 -> "
+                     "BN -> ReLU -> conv3x3 -> BN -> ReLU -> conv1x1 (keep Gluon's defaults: convolutions "
+                     "with biases).")
 
     def check(self, PreActBottleneck):
         with quiet_stderr():
