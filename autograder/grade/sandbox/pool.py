@@ -4,11 +4,16 @@ Each worker runs ``autograder.sandboxed.worker`` inside bubblewrap
 (``bwrap``), which gives it
 
 * no network (a new, empty network namespace);
-* a private view of the file system: the operating system and Python
-  read-only, this package read-only, a size-limited, memory-backed ``/tmp``
+* a private view of the file system: ``/usr`` and Python read-only, of this
+  package only ``SANDBOX_PATHS``, of ``/etc`` only ``ETC_FILES`` and a
+  synthetic passwd and group, a size-limited, memory-backed ``/tmp``
   (``Limits.disk_bytes``) and ``/dev/shm`` (``SHM_BYTES``), everything else
-  read-only; the course directory, the source notebooks with their hidden
-  tests, the gradebook and other students' files are simply not there;
+  read-only; the course directory, the judges, the gradebook and other
+  students' files are simply not there;
+* when the grader is root, an unprivileged host user (``SANDBOX_USER``):
+  bubblewrap is started through ``setpriv`` as that user, so what only root
+  may read stays unreadable inside. Where that user is missing or cannot read
+  a bound path, the sandbox maps to host root and ``caveats`` says so loudly;
 * its own pid, IPC and UTS namespaces: it cannot see or signal the grader
   or anything else on the machine, and everything in it dies with it (a
   worker ends when the grader closes its input, even if the grader is killed).
@@ -33,8 +38,12 @@ cap and time limits still hold, but the student's code can read and write
 what the grader's user can, and its files are not capped beyond the size of
 each one. The grader says so when it starts.
 
-A worker that dies (killed by a submission, or crashed) is replaced and the
-batch goes on; the submission it was running keeps what it had recorded.
+A worker that dies (killed by a submission, or crashed), or that sends
+anything the protocol does not allow (``Worker.run``: an exception while
+reading, an unknown message, a second ``done``, output after ``done``, an
+overlong line, silence past the time limit), is killed and replaced, never
+reused, and the batch goes on; the submission it was running keeps what it
+had recorded, and its outcome says why it stopped.
 """
 import functools
 import itertools
@@ -265,6 +274,8 @@ class WorkerBroke(Exception):
 
 
 class Worker:
+    module = "autograder.sandboxed.worker"  # what it runs (python -m)
+
     def __init__(self, sandbox, disk_bytes=Limits.disk_bytes, processes=Limits.processes):
         self.sandbox = sandbox
         self.disk_bytes, self.processes = disk_bytes, processes
@@ -274,7 +285,7 @@ class Worker:
         self.lines, self.waiting = None, []  # the worker's output: split by us, lines not yet read
 
     def start(self):
-        python = [sys.executable, "-m", "autograder.sandboxed.worker",
+        python = [sys.executable, "-m", self.module,
                   *(module for modules in course.OBSERVER_MODULES.values() for module in modules)]
         env, data_fds = None, []
         if self.sandbox:
