@@ -4,7 +4,8 @@ One batch is graded for the whole module (it takes about a minute): the
 bundled samples must get exactly the scores plain nbgrader gives them, every
 input file must get exactly one row, broken files a clear reason, and no
 attack may raise a score, reach the instructor's files or the network, leave
-a process behind, take the host's free processes, disk or memory, or stop the
+a process behind, take the host's free processes or memory (what a sandbox
+writes is memory: the host's shared memory is what grows), or stop the
 batch. What the host has is sampled while the batch runs.
 """
 import copy
