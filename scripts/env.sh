@@ -23,6 +23,12 @@ apt_install bubblewrap "command -v bwrap >/dev/null 2>&1" "sandboxed grading tes
 apt_install chromium "command -v chromium >/dev/null 2>&1" "the feedback page test"
 apt_install postgresql "compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null 2>&1" \
   "the PostgreSQL gradebook tests"
+# The unprivileged host user a root grader runs the sandbox as (autograder/grade/sandbox/pool.py):
+# a file root can read is then not readable from the sandbox. Without it the grader says so.
+if [ "$(id -u)" = 0 ] && ! id resnet-sandbox >/dev/null 2>&1; then
+  useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin resnet-sandbox ||
+    echo "The user resnet-sandbox could not be created: the sandbox will run as host root." >&2
+fi
 # shellcheck disable=SC1091
 source .venv/bin/activate
 export MPLBACKEND=${MPLBACKEND:-Agg}

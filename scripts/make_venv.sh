@@ -10,8 +10,10 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# The system's Python first: every user can read it, so a root grader can run the sandbox as an
+# unprivileged user (a Python under /root, such as pyenv's, cannot be bound into that sandbox).
 find_python() {
-  for candidate in python3.11 "$HOME/.pyenv/versions/3.11"*/bin/python3 python3; do
+  for candidate in /usr/bin/python3.11 python3.11 "$HOME/.pyenv/versions/3.11"*/bin/python3 python3; do
     if command -v "$candidate" >/dev/null 2>&1 &&
        "$candidate" -c 'import sys, venv; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
       command -v "$candidate"; return 0

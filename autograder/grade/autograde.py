@@ -14,7 +14,9 @@ are two front doors to one grading path and give the same verdicts:
   reason in nbgrader's error log.
 * :class:`TrustedExecute`, in place of nbgrader's Execute in the
   *autograde* stage: the notebook's code runs in a sandboxed warm worker
-  (``sandbox/``; one per nbgrader command, reused for every notebook), its
+  (``sandbox/``; one per nbgrader command, reused for every notebook, and
+  replaced, with a note on that notebook only, if it dies or breaks the
+  grading protocol), its
   graded cells replaced by observers; this process judges the observations
   against a challenge drawn secretly once per command (``trusted.py``) and
   writes the verdicts into the notebook (``verdicts.apply_verdict``) for

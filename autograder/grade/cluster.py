@@ -14,6 +14,10 @@ costs locally. A worker refuses to set up when bubblewrap is missing (unless
 the batch runs with ``--no-sandbox``) or when its package or stack differs
 from the grader's, since the observations must come from the same code.
 
+A sandboxed process that breaks the grading protocol is stopped and replaced
+by the Dask worker's pool, as locally (``pool.Worker.run``), and only that
+submission's outcome says so.
+
 Faults are Dask's: the tasks of a worker that dies are run again elsewhere;
 a submission whose run has killed more workers than the scheduler's
 ``distributed.scheduler.allowed-failures`` (default 3) is stopped, and its
@@ -34,7 +38,7 @@ from distributed.scheduler import KilledWorker
 from .sandbox.pool import PACKAGE_DIR, Limits, Outcome, Pool, bwrap_available
 
 # What a worker runs: its files and its stack must be the grader's.
-_WORKER_CODE = ["student", "grade/sandbox", "course.py", "__init__.py"]
+_WORKER_CODE = ["student", "sandboxed", "grade/hidden", "grade/sandbox", "course.py", "__init__.py"]
 _STACK = ["mxnet", "numpy", "d2l", "ipython"]
 
 

@@ -86,15 +86,42 @@ def job(nb, assignment, calls, challenges, limits):
 STOPPED = {"timeout": "the notebook ran out of time before reaching this cell",
            "too much output": "the notebook produced too much output and was stopped before this cell",
            "too many files": "the notebook created too many files and was stopped before this cell",
+           "too much shared memory": "the notebook used more shared memory than its cap and was stopped "
+                                     "before this cell",
+           "too many semaphores": "the notebook created too many semaphores and was stopped before this cell",
            "worker died": "the notebook's process was killed before reaching this cell",
-           "unreadable output": "the notebook's process produced unreadable results"}
+           "grading process killed": "the notebook killed the process that grades it and was stopped "
+                                     "before this cell",
+           "forged": "the notebook wrote its own results into the grader's channel and was stopped before "
+                     "this cell",
+           "invalid output": "the notebook wrote data the grader does not accept into its channel and was "
+                             "stopped before this cell",
+           "worker stopped": "the process grading this notebook broke the grading protocol and was replaced "
+                             "before this cell"}
+FORGED = ("the notebook wrote its own results into the grader's channel for this part (no points; "
+          "the results a notebook records come from the grader's observers only)")
+
+
+def _note(outcome):
+    """Why the notebook stopped, for the student and the instructor; None when it ran to its end."""
+    if outcome.reason:
+        key, _, detail = outcome.reason.partition(": ")
+        if key not in STOPPED:
+            return outcome.reason
+        return STOPPED[key] + (f" ({detail})" if detail else "")
+    if outcome.exit not in (0, None):
+        return f"the notebook's process ended with status {outcome.exit} (memory or CPU limit?)"
+    return None
 
 
 def verdicts(nb, assignment, job_, outcome):
-    """{"cells": {grade_id: {"passed", "messages"}}, "outputs": {index: record}, "note": str or None}."""
+    """{"cells": {grade_id: {"passed", "messages"}}, "outputs": {index: record}, "note": str or None}.
+
+    A (cell, part) the worker reports as forged, or with more than one record, fails whatever
+    its records say: only the observer writes a part's result, and it writes it once."""
     parts = all_parts(assignment)
     by_position = {i: cell["index"] for i, cell in enumerate(job_["cells"])}
-    observations, outputs = {}, {}
+    observations, outputs, counts = {}, {}, {}
     for record in outcome.records:
         if not isinstance(record, dict) or not isinstance(record.get("cell"), int):
             continue
@@ -102,15 +129,14 @@ def verdicts(nb, assignment, job_, outcome):
         if index is None:
             continue
         if "part" in record:
-            observations.setdefault((index, str(record["part"])), record.get("observation"))
+            key = (index, str(record["part"]))
+            counts[key] = counts.get(key, 0) + 1
+            observations.setdefault(key, record.get("observation"))
         else:
             outputs[index] = record
-    if outcome.reason:
-        note = STOPPED.get(outcome.reason, outcome.reason)
-    elif outcome.exit not in (0, None):
-        note = f"the notebook's process ended with status {outcome.exit} (memory or CPU limit?)"
-    else:
-        note = None
+    forged = {key for key, count in counts.items() if count > 1}
+    forged |= {(by_position[cell], str(part)) for cell, part in outcome.forged if cell in by_position}
+    note = _note(outcome)
     cells = {}
     for position, cell in enumerate(job_["cells"]):
         if cell["kind"] != "probe":
@@ -119,6 +145,9 @@ def verdicts(nb, assignment, job_, outcome):
         messages = []
         for part_name, _ in cell["calls"]:
             key = (cell["index"], part_name)
+            if key in forged:
+                messages.append(f"failed: {parts[part_name].description}: {FORGED}.")
+                continue
             if key not in observations:
                 messages.append(f"{parts[part_name].description}: not graded, {note or 'no result was recorded'}.")
                 continue

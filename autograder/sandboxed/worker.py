@@ -7,17 +7,33 @@ notebook's code cells in a fresh IPython shell and, at each graded cell,
 skips the kernel start and the MXNet import that a Jupyter kernel per
 notebook would pay.
 
-Protocol: one JSON job per line on stdin; one JSON record per line on the
-original stdout (``{"record": ...}`` while the child runs, then one
-``{"done": ...}``). The child never holds the protocol's file descriptors.
+Processes, per job: this worker (the sandbox's pid 1) never reads a job. It
+forks a *helper*, which reads the job, forks the notebook's *child*, and
+only then reads the challenges; the helper relays the child's records and
+ends with the job. So each child starts from a memory that never held a
+secret, another notebook's code or another notebook's results.
+
+Protocol (see protocol.py): from the grader, on stdin, two frames per job:
+the job (the cells, observer module names, limits) and then the challenges
+of its graded cells. To the grader, on the original stdout, one JSON line per
+message: ``{"ready": true}`` once, then per job ``{"record": ...}`` lines and
+one ``{"done": {"reason", "exit", "forged"}}``. Between child and helper: the
+child writes ``{"probe": cell}`` at a graded cell and reads that cell's
+challenges from a second pipe; it writes one observation per part of the
+cell, and one output record per other code cell. The helper checks every
+line (size, depth, fields, UTF-8) and the order (see :class:`Session`):
+a notebook whose own code writes into the channel is stopped, and the parts
+it wrote for fail.
 
 Per child: its own session and process group, not dumpable (other processes
 of the same user cannot read its memory), rlimits on address space, CPU
 time, file size and the number of tasks it may start, a wall-clock limit
-enforced here, and a fresh working directory. After each job every process
-left in the sandbox except this worker is killed and reaped (the worker is
-a child subreaper, so even detached background processes are found), and
-the sandbox's /tmp is emptied, so the next submission gets the whole of it.
+and caps on SysV shared memory, semaphores and files enforced by the helper,
+and a fresh working directory. After each job every process left in the
+sandbox except this worker is killed and reaped (the worker is a child
+subreaper, so even detached background processes are found); the sandbox's
+/tmp and /dev/shm are emptied and its SysV IPC objects and POSIX message
+queues removed, so the next submission gets all of them, empty.
 """
 import ctypes
 import json
@@ -29,12 +45,17 @@ import signal
 import sys
 import time
 
+from . import protocol
+
 PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 4, 36
 MAX_RECORD_BYTES = 4_000_000
 MAX_TEXT = 10_000
 # Files and folders in the sandbox's tmpfs: each costs the host about 1 KiB of kernel memory that
 # the size cap does not count, and a loop makes some 30,000 a second.
 MAX_FILES = 10_000
+# SysV semaphores: each costs the host kernel memory that no size cap counts.
+MAX_SEMAPHORES = 4096
+EXIT_NO_MORE_JOBS = 3  # the helper found the grader's end of the pipe closed
 
 
 def _prctl(option, value):
@@ -61,8 +82,8 @@ def _warm_up(observer_modules):
 
 # ------------------------------------------------------------------ child
 
-def _execute(job, out):
-    """Run the job's cells; write one JSON record per line to ``out``."""
+def _execute(job, out, answers):
+    """Run the job's cells; write one JSON record per line to ``out``, read challenges from ``answers``."""
     import contextlib
     import importlib
     import io
@@ -78,18 +99,23 @@ def _execute(job, out):
     shell.showtraceback = lambda *a, **k: None
 
     def emit(record):
-        out.write(json.dumps(record) + "\n")
+        # What the student's code printed may hold lone surrogates: sent as "?" rather than refused.
+        out.write(json.dumps(record, ensure_ascii=False).encode("utf-8", "replace") + b"\n")
         out.flush()
 
     for index, cell in enumerate(job["cells"]):
         if cell["kind"] == "probe":
+            # The challenges exist in this process only from here on: the worker answers this
+            # request once, for this cell, and only when it is the next graded cell.
+            emit({"probe": index})
+            challenges = json.loads(protocol.read_frame(answers))
             for part_name, variable in cell["calls"]:
                 obj = shell.user_ns.get(variable)
                 if obj is None:
                     observation = {"error": f"NameError (name '{variable}' is not defined)"}
                 else:
                     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-                        observation = observe_safely(observers[part_name], obj, job["challenges"][part_name])
+                        observation = observe_safely(observers[part_name], obj, challenges[part_name])
                 emit({"cell": index, "part": part_name, "observation": observation})
             continue
         stdout, stderr = io.StringIO(), io.StringIO()
@@ -100,7 +126,7 @@ def _execute(job, out):
               "error": None if error is None else [type(error).__name__, str(error)[:500]]})
 
 
-def _child(job, write_fd):
+def _child(job, write_fd, answer_fd):
     os.setsid()
     _prctl(PR_SET_DUMPABLE, 0)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -120,11 +146,13 @@ def _child(job, write_fd):
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
-    os.closerange(3, write_fd)
-    os.closerange(write_fd + 1, 1 << 16)
-    out = os.fdopen(write_fd, "w")
+    keep = sorted((write_fd, answer_fd))
+    os.closerange(3, keep[0])
+    os.closerange(keep[0] + 1, keep[1])
+    os.closerange(keep[1] + 1, 1 << 16)
+    out = os.fdopen(write_fd, "wb")
     try:
-        _execute(job, out)
+        _execute(job, out, answer_fd)
         out.close()
         os._exit(0)
     except BaseException:
@@ -228,42 +256,193 @@ def _empty(folder):
                 pass
 
 
-def _run_job(job, send):
-    read_fd, write_fd = os.pipe()
+# ------------------------------------------------------------ shared memory
+
+def _ipc_objects(kind):
+    """The SysV IPC objects of ``kind`` ("shm", "sem", "msg") in this IPC namespace, as {column: value}."""
+    try:
+        with open(f"/proc/sysvipc/{kind}") as f:
+            header, *rows = f.read().splitlines()
+    except OSError:
+        return []
+    names = header.split()
+    return [dict(zip(names, row.split())) for row in rows if row.strip()]
+
+
+def _sysv_bytes():
+    """Memory the notebook holds in SysV shared memory segments and message queues."""
+    return (sum(int(row["size"]) for row in _ipc_objects("shm"))
+            + sum(int(row["cbytes"]) for row in _ipc_objects("msg")))
+
+
+def _semaphores():
+    return sum(int(row["nsems"]) for row in _ipc_objects("sem"))
+
+
+def _remove_ipc():
+    """Remove every SysV segment, semaphore set and message queue, and every POSIX queue, of the sandbox.
+
+    The sandbox has its own IPC namespace, so all of them are the last notebook's."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    IPC_RMID = 0
+    for row in _ipc_objects("shm"):
+        libc.shmctl(int(row["shmid"]), IPC_RMID, None)
+    for row in _ipc_objects("sem"):
+        libc.semctl(int(row["semid"]), 0, IPC_RMID, 0)
+    for row in _ipc_objects("msg"):
+        libc.msgctl(int(row["msqid"]), IPC_RMID, None)
+    if os.path.isdir("/dev/mqueue"):
+        for name in os.listdir("/dev/mqueue"):
+            try:
+                os.unlink(os.path.join("/dev/mqueue", name))
+            except OSError:
+                pass
+
+
+def _shared_memory_cap():
+    """The sandbox's /dev/shm size: SysV shared memory and message queues may use as much again."""
+    stat = os.statvfs("/dev/shm")
+    return stat.f_blocks * stat.f_frsize
+
+
+# ------------------------------------------------------------ one job
+
+class Forged(Exception):
+    """The notebook wrote into the grader's channel what only the observers may write."""
+
+    def __init__(self, what, parts=()):
+        super().__init__(what)
+        self.parts = list(parts)
+
+
+class Session:
+    """The protocol state of one notebook: which probe is open and what was recorded.
+
+    The notebook's process and the observers in it share one pipe, so a record
+    cannot say who wrote it; the order can. Each probe's challenges are given
+    once, to the next probe in the notebook's order; an observation is accepted
+    only for a part of the open probe, once. Anything else means the
+    notebook's own code wrote into the channel."""
+
+    def __init__(self, job, challenges, answer_fd):
+        self.cells, self.challenges, self.answer_fd = job["cells"], challenges, answer_fd
+        self.probes = [i for i, cell in enumerate(self.cells) if cell["kind"] == "probe"]
+        self.asked, self.open = 0, None
+        self.recorded, self.outputs = set(), set()
+
+    def _parts(self, position):
+        cell = self.cells[position] if 0 <= position < len(self.cells) else {}
+        return [part for part, _ in cell.get("calls", [])]
+
+    def take(self, record):
+        """The record to forward to the grader, or None; Forged or ProtocolError when it is not the protocol's."""
+        kind = protocol.check_record(record)
+        if kind == "probe":
+            position = record["probe"]
+            if self.asked >= len(self.probes) or position != self.probes[self.asked]:
+                said = "asked again" if position in self.probes[:self.asked] else "asked out of order"
+                raise Forged(f"the challenges of cell {position} were {said}",
+                             [(position, part) for part in self._parts(position)])
+            self.asked += 1
+            self.open = position
+            payload = json.dumps({part: self.challenges[part] for part in self._parts(position)}).encode()
+            try:  # a few hundred bytes into an empty pipe, unless the notebook's code stopped reading it
+                written = os.write(self.answer_fd, protocol.frame(payload))
+            except BlockingIOError:
+                written = 0
+            if written != len(payload) + 4:
+                raise protocol.ProtocolError("the notebook's process does not read its challenges")
+            return None
+        cell = record["cell"]
+        if kind == "observation":
+            key = (cell, record["part"])
+            if key in self.recorded:
+                raise Forged(f"a second result for {record['part']}", [key])
+            if cell != self.open or record["part"] not in self._parts(cell):
+                known = record["part"] in self._parts(cell)
+                raise Forged(f"a result for {record['part'][:40]!r} outside its graded cell", [key] if known else [])
+            self.recorded.add(key)
+            return record
+        if cell in self.outputs or not (0 <= cell < len(self.cells)) or self.cells[cell]["kind"] != "code":
+            raise Forged(f"an output for cell {cell} that the notebook did not run there")
+        self.outputs.add(cell)
+        if self.open is not None and cell > self.open:
+            self.open = None  # the graded cell is over once a later cell has run
+        return record
+
+
+def _limit_exceeded(counted_files):
+    """Why the notebook must stop now for what it holds in the sandbox's memory, or None."""
+    if _sysv_bytes() > _shared_memory_cap():
+        return "too much shared memory"
+    if _semaphores() > MAX_SEMAPHORES:
+        return "too many semaphores"
+    if counted_files and _files_in_scratch() > MAX_FILES:
+        return "too many files"
+    return None
+
+
+def _serve_one(protocol_fd):
+    """Run one job (read from stdin) in a child and relay its records; the helper's exit code.
+
+    This process is forked for the job and ends with it: the challenges it
+    reads and the records it parses never reach the worker that forks the
+    next notebook."""
+    try:
+        job = json.loads(protocol.read_frame(0))
+    except EOFError:
+        return EXIT_NO_MORE_JOBS
+    records_r, records_w = os.pipe()
+    answers_r, answers_w = os.pipe()
     pid = os.fork()
     if pid == 0:
-        os.close(read_fd)
-        _child(job, write_fd)
-    os.close(write_fd)
+        os.close(records_r)
+        os.close(answers_w)
+        _child(job, records_w, answers_r)
+    os.close(records_w)
+    os.close(answers_r)
+    os.set_blocking(answers_w, False)
+    # Only now, with the notebook's process forked from a memory that never held them.
+    challenges = json.loads(protocol.read_frame(0))
+    session, lines = Session(job, challenges, answers_w), protocol.LineReader()
     deadline = time.monotonic() + job["limits"]["wall_seconds"]
-    state = {"buffer": b"", "received": 0, "reason": None}
+    state = {"received": 0, "reason": None, "forged": []}
+
+    def send(message):
+        os.write(protocol_fd, protocol.dump(message))
 
     def take(chunk):
         state["received"] += len(chunk)
         if state["received"] > MAX_RECORD_BYTES:
             state["reason"] = "too much output"
             return
-        *lines, state["buffer"] = (state["buffer"] + chunk).split(b"\n")
-        for line in lines:
-            try:
-                send({"record": json.loads(line)})
-            except ValueError:
-                state["reason"] = "unreadable output"
+        try:
+            for line in lines.feed(chunk):
+                forward = session.take(protocol.parse(line))
+                if forward is not None:
+                    send({"record": forward})
+        except Forged as forged:
+            state["reason"] = f"forged: {forged}"
+            state["forged"] = [list(key) for key in forged.parts]
+        except protocol.ProtocolError as error:
+            state["reason"] = f"invalid output: {error}"
 
-    status, counted = None, time.monotonic()
+    status, counted = None, 0.0
+    sandboxed = _in_sandbox_namespace()
     while state["reason"] is None:
         left = deadline - time.monotonic()
         if left <= 0:
             state["reason"] = "timeout"
             break
-        if _in_sandbox_namespace() and time.monotonic() - counted > 0.25:
-            counted = time.monotonic()
-            if _files_in_scratch() > MAX_FILES:
-                state["reason"] = "too many files"
+        if sandboxed:
+            now = time.monotonic()
+            state["reason"] = _limit_exceeded(counted_files=now - counted > 0.25)
+            counted = now if now - counted > 0.25 else counted
+            if state["reason"]:
                 break
-        ready, _, _ = select.select([read_fd], [], [], min(left, 0.5))
+        ready, _, _ = select.select([records_r], [], [], min(left, 0.05))
         if ready:
-            chunk = os.read(read_fd, 65536)
+            chunk = os.read(records_r, 65536)
             if not chunk:
                 break
             take(chunk)
@@ -273,19 +452,17 @@ def _run_job(job, send):
             # The notebook is done, but processes it forked may hold the pipe open: take what it
             # wrote before it ended (all in the pipe's buffer by now), and do not wait for them.
             status = code
-            os.set_blocking(read_fd, False)
+            os.set_blocking(records_r, False)
             for _ in range(64):
                 try:
-                    chunk = os.read(read_fd, 65536)
+                    chunk = os.read(records_r, 65536)
                 except BlockingIOError:
                     break
-                if not chunk:
+                if not chunk or state["reason"]:
                     break
                 take(chunk)
             break
-    os.close(read_fd)
-    reason = state["reason"]
-    if reason is not None:
+    if state["reason"] is not None:
         try:
             os.killpg(pid, signal.SIGKILL)
         except OSError:
@@ -295,17 +472,26 @@ def _run_job(job, send):
             _, status = os.waitpid(pid, 0)
         except ChildProcessError:
             status = 0
+    exit_code = os.waitstatus_to_exitcode(status) if status else 0
+    send({"done": {"reason": state["reason"], "exit": exit_code, "forged": state["forged"]}})
+    return 0
+
+
+def _clean_up():
+    """Leave nothing of the last notebook: processes, files, shared memory, IPC objects.
+
+    (Without the sandbox only its processes: the grader removes its folder, and the host's
+    /tmp, /dev/shm and IPC objects are not the notebook's alone.)"""
     _kill_leftovers()
     if _in_sandbox_namespace():
-        _empty("/tmp")  # the sandbox's own tmpfs: whatever the notebook wrote anywhere in it
-    else:
-        shutil.rmtree(job["workdir"], ignore_errors=True)
-    exit_code = os.waitstatus_to_exitcode(status) if status else 0
-    send({"done": {"reason": reason, "exit": exit_code}})
+        # The sandbox's own tmpfs and IPC namespace: whatever the notebook made anywhere in them.
+        _empty("/tmp")
+        _empty("/dev/shm")
+        _remove_ipc()
 
 
 def main():
-    protocol = os.fdopen(os.dup(1), "w")
+    protocol_fd = os.dup(1)
     os.dup2(2, 1)  # nothing else may write into the protocol
     # In the sandbox this worker is the pid namespace's init, which the kernel shields from every
     # signal sent inside the sandbox that it has no handler for: so no handler at all.
@@ -313,15 +499,29 @@ def main():
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     _prctl(PR_SET_DUMPABLE, 0)
     _warm_up(sys.argv[1:])
+    os.write(protocol_fd, protocol.dump({"ready": True}))
+    # This process reads nothing of a job: a helper forked per job reads it, forks the notebook's
+    # process and relays its records, then ends. So every notebook is forked from a memory that
+    # holds no other notebook's code, challenges or results.
+    while True:
+        select.select([0], [], [])
+        helper = os.fork()
+        if helper == 0:
+            code = 1
+            try:
+                code = _serve_one(protocol_fd)
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(helper, 0)
+        code = os.waitstatus_to_exitcode(status)
+        if code == EXIT_NO_MORE_JOBS:
+            return
+        _clean_up()
+        if code != 0:
+            # The notebook stopped the helper (a signal) before it said it was done: say it here.
+            os.write(protocol_fd, protocol.dump({"done": {"reason": "grading process killed", "exit": code,
+                                                          "forged": []}}))
 
-    def send(message):
-        protocol.write(json.dumps(message) + "\n")
-        protocol.flush()
-
-    send({"ready": True})
-    for line in sys.stdin:
-        if line.strip():
-            _run_job(json.loads(line), send)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,121 @@
+"""The grader's side of the protocol: a worker that breaks it is stopped and replaced, never reused.
+
+The worker here is tests/rogue_worker.py, which breaks the protocol on its
+first job as a worker taken over by a notebook could (deep nesting, a
+megabyte line, invalid UTF-8, unknown fields or messages, a second done,
+output after done). The grader must not raise, must say so in that job's
+outcome only, and must run the next job on a new worker. Also here: with a
+root grader, the sandbox runs as an unprivileged host user.
+"""
+import os
+import time
+
+import nbformat
+import pytest
+
+from autograder import course
+from autograder.grade import trusted
+from autograder.grade.sandbox import pool
+from rogue_worker import LINES
+
+ROGUE = [*LINES, "extra_done"]
+
+
+class RogueWorker(pool.Worker):
+    module = "tests.rogue_worker"
+
+
+def _job():
+    nb = nbformat.read(course.RELEASE / "resnet18" / "resnet18.ipynb", as_version=4)
+    limits = pool.Limits(wall_seconds=20)
+    return trusted.job(nb, "resnet18", trusted.plan("resnet18"), trusted.draw_challenges("resnet18", seed=1), limits)
+
+
+@pytest.fixture(scope="module")
+def job():
+    return _job()
+
+
+def _rogue(monkeypatch, tmp_path, mode):
+    once = tmp_path / "once"
+    once.touch()
+    monkeypatch.setenv("ROGUE_MODE", mode)
+    monkeypatch.setenv("ROGUE_ONCE", str(once))
+    monkeypatch.setenv("PYTHONPATH", str(course.ROOT))
+    worker = RogueWorker(sandbox=False)
+    worker.start()
+    return worker
+
+
+@pytest.mark.parametrize("mode", ROGUE)
+def test_a_worker_that_breaks_the_protocol_is_replaced(monkeypatch, tmp_path, job, mode):
+    worker = _rogue(monkeypatch, tmp_path, mode)
+    try:
+        first_pid = worker.process.pid
+        outcome = worker.run(job)
+        assert outcome.reason.startswith("worker stopped: it broke the protocol"), outcome.reason
+        assert worker.process is None  # stopped, not kept for the next job
+        again = worker.run(job)
+        assert again.reason is None and worker.process.pid != first_pid
+        assert [r["stdout"] for r in again.records] == ["ran"]
+    finally:
+        worker.close()
+
+
+def test_output_after_done_is_seen_and_the_worker_replaced_before_the_next_job(monkeypatch, tmp_path, job):
+    worker = _rogue(monkeypatch, tmp_path, "output_after_done")
+    try:
+        first_pid = worker.process.pid
+        outcome = worker.run(job)  # its done came before the late line: this job's outcome stands
+        assert outcome.reason is None
+        time.sleep(1)
+        again = worker.run(job)
+        assert worker.process.pid != first_pid  # the late line ended it: the next job got a new worker
+        assert again.reason is None and "late" not in [r["stdout"] for r in again.records]
+    finally:
+        worker.close()
+
+
+def test_the_notes_say_the_worker_was_replaced(job):
+    outcome = pool.Outcome(reason="worker stopped: it broke the protocol (a line that is not valid UTF-8)")
+    nb = nbformat.read(course.RELEASE / "resnet18" / "resnet18.ipynb", as_version=4)
+    note = trusted.verdicts(nb, "resnet18", job, outcome)["note"]
+    assert "broke the grading protocol and was replaced" in note and "UTF-8" in note
+
+
+@pytest.mark.skipif(not pool.bwrap_available() and not os.environ.get("CI"), reason="bubblewrap is needed")
+@pytest.mark.skipif(os.getuid() != 0, reason="the grader runs as an ordinary user: so does the sandbox")
+def test_a_root_grader_runs_the_sandbox_as_an_unprivileged_user():
+    user, why_not = pool.sandbox_user()
+    if user is None and not os.environ.get("CI"):
+        pytest.skip(f"the sandbox would run as host root here: {why_not}")
+    assert user is not None and user[0] != 0, why_not
+    worker = pool.Worker(sandbox=True)
+    try:
+        worker.start()
+        uids = set()
+        for pid in _descendants(worker.process.pid):
+            with open(f"/proc/{pid}/status") as f:
+                uids.add(next(int(line.split()[1]) for line in f if line.startswith("Uid:")))
+        assert uids == {user[0]}  # bubblewrap, the worker, all of it
+        assert not any("HOST ROOT" in said for said in pool.caveats(True, worker.cgroup))
+    finally:
+        worker.close()
+
+
+def _descendants(root):
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found, grew = set(), True
+    while grew:
+        more = {pid for pid, parent in parents.items() if (parent == root or parent in found) and pid not in found}
+        found |= more
+        grew = bool(more)
+    # The cgroup's /bin/sh execs setpriv, which execs bubblewrap: the Popen pid is bubblewrap itself.
+    return found | {root}
