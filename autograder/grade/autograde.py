@@ -18,7 +18,7 @@ are two front doors to one grading path and give the same verdicts:
   replaced, with a note on that notebook only, if it dies or breaks the
   grading protocol), its
   graded cells replaced by observers; this process judges the observations
-  against a challenge drawn secretly once per command (``trusted.py``) and
+  against a challenge drawn secretly for each notebook (``trusted.py``) and
   writes the verdicts into the notebook (``verdicts.apply_verdict``) for
   nbgrader's SaveAutoGrades. Student code never runs in nbgrader's process.
 
@@ -89,9 +89,8 @@ class TrustedExecute(Preprocessor):
         from .verdicts import apply_verdict
 
         assignment, student = resources["nbgrader"]["assignment"], resources["nbgrader"]["student"]
-        calls, challenges = _secret(assignment)
         limits = self._limits()
-        job = trusted.job(nb, assignment, calls, challenges, limits)
+        job = trusted.job(nb, assignment, _plan(assignment), trusted.draw_challenges(assignment), limits)
         verdict = trusted.verdicts(nb, assignment, job, _pool(self.sandbox, self.log, limits).run(job))
         if verdict["note"]:
             self.log.warning("%s: %s", student, verdict["note"])
@@ -103,15 +102,16 @@ class TrustedExecute(Preprocessor):
                       processes=self.processes, disk_bytes=self.disk << 20)
 
 
-# One nbgrader command, one worker and one secret challenge per assignment, kept across its notebooks.
-_state = {"pool": None, "secret": {}}
+# One nbgrader command, one worker and one plan of the graded cells per assignment, kept across its
+# notebooks; the secret challenge is drawn afresh for each notebook.
+_state = {"pool": None, "plan": {}}
 
 
-def _secret(assignment):
+def _plan(assignment):
     from . import trusted
-    if assignment not in _state["secret"]:
-        _state["secret"][assignment] = (trusted.plan(assignment), trusted.draw_challenges(assignment))
-    return _state["secret"][assignment]
+    if assignment not in _state["plan"]:
+        _state["plan"][assignment] = trusted.plan(assignment)
+    return _state["plan"][assignment]
 
 
 def _pool(sandbox, log, limits):

@@ -117,9 +117,6 @@ def _submit(course_dir, work, assignment, item, verdict):
 def _run_all(pool, recorder, items, assignment, limits, jobs, progress, course_dir, work):
     """Run, judge and record every item; returns {student_id: verdict}."""
     calls = trusted.plan(assignment)
-    # One secret challenge per batch, drawn now: students cannot know it in advance, and the
-    # judge's slower references are computed once for the whole batch.
-    challenges = trusted.draw_challenges(assignment)
     results = {}
     bar = None
     if progress:
@@ -127,7 +124,9 @@ def _run_all(pool, recorder, items, assignment, limits, jobs, progress, course_d
         bar = tqdm(total=len(items), desc=f"grading {assignment}", unit="notebook", file=sys.stderr)
 
     def one(item):
-        job = trusted.job(item.notebook, assignment, calls, challenges, limits)
+        # A secret challenge per submission, drawn here: no record can be carried from one
+        # submission (or one feedback page) to another.
+        job = trusted.job(item.notebook, assignment, calls, trusted.draw_challenges(assignment), limits)
         return item, trusted.verdicts(item.notebook, assignment, job, pool.run(job))
 
     with ThreadPoolExecutor(jobs) as threads:

@@ -38,7 +38,7 @@ from distributed.scheduler import KilledWorker
 from .sandbox.pool import PACKAGE_DIR, Limits, Outcome, Pool, bwrap_available
 
 # What a worker runs: its files and its stack must be the grader's.
-_WORKER_CODE = ["student", "sandboxed", "grade/hidden", "grade/sandbox", "course.py", "__init__.py"]
+_WORKER_CODE = ["student", "sandboxed", "grade/sandbox", "course.py", "__init__.py"]
 _STACK = ["mxnet", "numpy", "d2l", "ipython"]
 
 

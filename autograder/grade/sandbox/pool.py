@@ -155,10 +155,9 @@ class PidsCgroup:
                 time.sleep(0.02)
 
 
-# The package paths bound into the sandbox. The hidden observers still live beside their judges in
-# grade/hidden/ on this branch (the split into sandboxed/observers/ lands separately): until it does,
-# grade/__init__.py and grade/hidden are bound too. Remove them when sandboxed/observers/ stands alone.
-SANDBOX_PATHS = (*course.SANDBOX_PACKAGE_PATHS, "grade/__init__.py", "grade/hidden")
+# The package paths bound into the sandbox: the student runtime and autograder/sandboxed/ (the worker
+# and the hidden parts' observers), nothing of autograder/grade/ or autograder/assign/.
+SANDBOX_PATHS = course.SANDBOX_PACKAGE_PATHS
 # What the sandbox's /etc holds: what the dynamic loader, Python, MXNet and matplotlib read, and
 # nothing else of the host's (no shadow, no ssh keys, no configuration with secrets in it).
 ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "timezone", "nsswitch.conf",
