@@ -124,6 +124,79 @@ def test_huge_outputs_are_removed(tmp_path):
     assert restored.cells[cell_index(restored, "residual")].outputs == [small]
 
 
+# --- restore: hostile files, under limits ---------------------------------------------
+
+def _as_json(nb):
+    return json.loads(nbformat.writes(nb))
+
+
+def hostile_files(folder):
+    """{file name: expected reason, or None for a file that must be graded}, written into ``folder``;
+    correct notebooks sit among them as controls."""
+    base = _as_json(correct())
+    files = {}
+
+    def write(name, data, expected):
+        (folder / name).write_text(data if isinstance(data, str) else json.dumps(data))
+        files[name] = expected
+
+    write("control_a.ipynb", base, None)
+    # JupyterLab lets a student type a comma in a tag; nbformat refuses such a cell.
+    write("comma_tag.ipynb", dict(base, cells=base["cells"] + [
+        {"cell_type": "markdown", "id": "mine", "metadata": {"tags": ["todo,later"]}, "source": "my notes"}]), None)
+    deep = '{"x": ' * 600 + "1" + "}" * 600
+    text = json.dumps(base)
+    write("deep_metadata.ipynb", text.replace('"metadata": {', f'"metadata": {{"deep": {deep}, ', 1),
+          "nested more than")
+    locked = next(c for c in base["cells"] if c["cell_type"] == "markdown" and len("".join(c["source"])) > 50)
+    write("pasted_20000.ipynb", dict(base, cells=base["cells"] + [dict(locked, id=f"p{i}") for i in range(20000)]),
+          "cells (limit")
+    write("pasted_4900.ipynb", dict(base, cells=base["cells"] + [dict(locked, id=f"p{i}") for i in range(4900)]),
+          None)
+    write("huge_cell.ipynb", dict(base, cells=base["cells"] + [
+        {"cell_type": "code", "id": "big", "metadata": {}, "outputs": [], "execution_count": None,
+         "source": "x = [" + "1, " * 700_000 + "]"}]), "M characters")
+    write("control_b.ipynb", base, None)
+    return files
+
+
+def test_hostile_files_are_unusable_rows_and_the_others_are_graded(tmp_path):
+    import time
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    files = hostile_files(inbox)
+    start = time.monotonic()
+    results = {Path(r.entry.source).name: r for r in intake(inbox, ASSIGNMENT, workdir=tmp_path / "w")}
+    assert time.monotonic() - start < 60  # 20,000 pasted cells took 25 s alone before
+    assert sorted(results) == sorted(files)
+    for name, expected in files.items():
+        if expected is None:
+            assert results[name].reason is None and results[name].notebook is not None, (name, results[name].reason)
+        else:
+            assert expected in results[name].reason, (name, results[name].reason)
+    assert solutions(results["comma_tag.ipynb"].notebook) == solutions(correct())
+    assert any("tag holding a comma" in n for n in results["comma_tag.ipynb"].notes)
+    for name in ("control_a.ipynb", "control_b.ipynb", "pasted_4900.ipynb"):
+        assert solutions(results[name].notebook) == solutions(correct()) and results[name].notes == [], name
+
+
+def test_restoring_runs_under_a_time_and_memory_limit(tmp_path):
+    from autograder.grade.intake import Limits, restore_limited
+    nb = correct()
+    nb.cells[cell_index(nb, "code-04")].outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text="x" * (40 << 20))]
+    path = tmp_path / "big.ipynb"
+    nbformat.write(nb, path)
+    release, sources = course.RELEASE / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", {
+        a: course.source_notebook(a) for a in course.assignments()}
+    restored, notes = restore_limited(path, release, sources, ASSIGNMENT)
+    assert solutions(restored) == solutions(correct()) and any(n.startswith("outputs removed") for n in notes)
+    with pytest.raises(Unusable, match="needs more than 100 MiB of memory"):
+        restore_limited(path, release, sources, ASSIGNMENT, Limits(memory_bytes=100 << 20))
+    with pytest.raises(Unusable, match="took longer than 0.05 s"):
+        restore_limited(path, release, sources, ASSIGNMENT, Limits(wall_seconds=0.05))
+
+
 # --- restore: rebuilding ------------------------------------------------------------
 
 def test_an_intact_submission_is_unchanged(tmp_path):
