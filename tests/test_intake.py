@@ -358,6 +358,8 @@ def test_folder_of_colab_downloads(tmp_path):
                    "resnet18 (1).ipynb": "resnet18_1", "jane_doe_resnet18.ipynb": "jane_doe",
                    "jane/resnet18.ipynb": "jane", "José Pérez - ResNet18.ipynb": "jose_perez",
                    "report.pdf": "report", "link.ipynb": "link"}
+    needs_roster = {e.source.split("inbox/")[1] for e in entries if collect_mod.NEEDS_ROSTER in e.notes}
+    assert needs_roster == {"resnet18.ipynb", "Copy of resnet18.ipynb", "resnet18 (1).ipynb"}
     e = by_source(entries)
     assert e[f"{inbox}/report.pdf"].reason == "not a notebook file (.pdf): submit the .ipynb file"
     assert e[f"{inbox}/link.ipynb"].reason == "a symbolic link: not followed"
@@ -388,15 +390,18 @@ def test_canvas_zip(tmp_path):
     })
     entries = collect(z, ASSIGNMENT, workdir=tmp_path / "work")
     got = {e.source: (e.student_id, e.kind, e.late, e.reason) for e in entries}
+    # Two notebooks of doejane: neither is picked; both are errors naming the two files.
+    both = (f"ambiguous: 2 files give the student id doejane ({z}!doejane_12345_67890_resnet18.ipynb, "
+            f"{z}!doejane_12345_67892_resnet18-2.ipynb): grade with a roster (--roster) that names each "
+            "file's student")
     assert got == {
-        f"{z}!doejane_12345_67890_resnet18.ipynb": ("doejane", "canvas", False, None),
+        f"{z}!doejane_12345_67890_resnet18.ipynb": ("doejane", "canvas", False, both),
         f"{z}!smithjohn_LATE_22222_33333_resnet18-1.ipynb": ("smithjohn", "canvas", True, None),
         f"{z}!doejane_12345_67891_notes.pdf": ("doejane_3", "canvas", False,
                                                "not a notebook file (.pdf): submit the .ipynb file"),
-        f"{z}!doejane_12345_67892_resnet18-2.ipynb": ("doejane_2", "canvas", False, None),
+        f"{z}!doejane_12345_67892_resnet18-2.ipynb": ("doejane_2", "canvas", False, both),
     }
-    assert by_source(entries)[f"{z}!doejane_12345_67892_resnet18-2.ipynb"].notes == [
-        f"student id doejane is already used by {z}!doejane_12345_67890_resnet18.ipynb: this file is doejane_2"]
+    assert {e.status for e in entries if e.reason == both} == {"error"}
 
 
 def test_moodle_zip_and_roster(tmp_path):
