@@ -518,7 +518,7 @@ def test_restored_notebooks_grade_with_real_nbgrader(tmp_path):
     """Stripped correct -> 100, stripped blank -> 0, messy correct -> 100, by nbgrader autograde."""
     from nbgrader.api import Gradebook
 
-    from autograder.grade.nbgrader_cli import nbgrader
+    from autograder.grade.nbgrader_cli import NbgraderError, nbgrader
 
     course_dir = tmp_path / "course"
     (course_dir / "source").mkdir(parents=True)
@@ -535,10 +535,28 @@ def test_restored_notebooks_grade_with_real_nbgrader(tmp_path):
         target.parent.mkdir(parents=True)
         nbformat.write(restored, target)
         nbgrader(course_dir, "db", "student", "add", student)
-    nbgrader(course_dir, "autograde", ASSIGNMENT, "--force")
+    # Hostile files among them, as nbgrader's own front door (RestoreSubmission) receives them.
+    hostile = tmp_path / "hostile"
+    hostile.mkdir()
+    expected = hostile_files(hostile)
+    for name in ("deep_metadata.ipynb", "huge_cell.ipynb", "comma_tag.ipynb"):
+        student = name.split(".")[0]
+        target = course_dir / "submitted" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+        target.parent.mkdir(parents=True)
+        shutil.copy(hostile / name, target)
+        nbgrader(course_dir, "db", "student", "add", student)
+    with pytest.raises(NbgraderError) as refused:   # nbgrader exits with an error when it refused one
+        nbgrader(course_dir, "autograde", ASSIGNMENT, "--force")
+    log = str(refused.value)
     with Gradebook(f"sqlite:///{course_dir / 'gradebook.db'}") as gb:
-        scores = {s: gb.find_submission(ASSIGNMENT, s).score for s in received}
-    assert scores == {"full": 100, "blank": 0, "messy": 100}
+        scores = {s: gb.find_submission(ASSIGNMENT, s).score for s in [*received, "comma_tag"]}
+    assert scores == {"full": 100, "blank": 0, "messy": 100, "comma_tag": 100}
+    # Each refusal is one line; the deep one nbgrader's own reader cannot read (before the course's steps).
+    refusals = [line for line in log.splitlines() if "refused: " in line]
+    assert len(refusals) == 2, log
+    assert any(expected["huge_cell.ipynb"] in line and "huge_cell" in line for line in refusals), refusals
+    assert any("RecursionError" in line for line in refusals), refusals
+    assert "Traceback" not in log and "has changed" not in log, log
 
 
 def test_ambiguous_roster_matches_are_errors_and_missing_students_are_listed(tmp_path):

@@ -38,6 +38,7 @@ from .. import course
 from . import trusted
 from . import report
 from .intake import collect, read_roster, restore_entries, roster_missing
+from .intake.collect import NEEDS_ROSTER
 from .gradebook import setup_lock
 from .nbgrader_cli import nbgrader
 from .sandbox.pool import Limits, Pool, bwrap_available
@@ -172,6 +173,14 @@ def _cached(work, course_dir, assignment, student, field, key):
     return saved if saved.get(field) == key else None
 
 
+def _scripts_on_path():
+    """nbgrader's Gradebook runs ``alembic`` by name when it creates a gradebook: this environment's
+    scripts must be on PATH, also when its Python is called by its full path without activating it."""
+    scripts = os.path.dirname(sys.executable)
+    if scripts not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join([scripts, os.environ.get("PATH", "")])
+
+
 def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, force=False,
           limits=None, sandbox=True, progress=True, scheduler=None, db_url=None):
     """Grade everything in ``inputs``; returns the run's rows (:class:`Rows`).
@@ -179,6 +188,7 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
     ``scheduler``: a Dask scheduler's address (or a Dask cluster object), to run the submissions on its workers;
     ``db_url``: the gradebook's database (default: nbgrader's configured one)."""
     course_dir = Path(course_dir).resolve()
+    _scripts_on_path()
     limits = limits or Limits()
     db_url = course.db_url(course_dir, db_url)
     if scheduler is None:
@@ -256,5 +266,9 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
     skipped = sum(r["this_run"] == "unchanged, skipped" for r in rows)
     if skipped:
         messages.insert(0, f"{skipped} unchanged, skipped (--force regrades them)")
+    unnamed = [r["input"] for r in rows if NEEDS_ROSTER in r["notes"]]
+    if unnamed:
+        messages.append(f"{len(unnamed)} files name no student ({', '.join(unnamed)}): their ids come from the "
+                        "assignment's name; grade with a roster (--roster) to say whose they are")
     rows.messages = messages + report.write(work, course_dir, db_url, assignment, rows, state, roster)
     return rows
