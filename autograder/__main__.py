@@ -30,7 +30,7 @@ def main(argv=None):
     demo = commands.add_parser("demo", help="grade the bundled sample submissions with nbgrader")
     demo.add_argument("--out", default="demo-output", help="course directory to create (default: demo-output)")
     grade = commands.add_parser(
-        "grade", help="grade a batch of submissions in a sandbox (see the README, \"Grading a batch\")",
+        "grade", help="grade a batch of submissions in a sandbox (see the README, \"For instructors\")",
         description="Grade submissions as received (folders of notebooks, LMS zips, nbgrader's submitted/ "
                     "tree) into the nbgrader gradebook and feedback/. Writes grading/<assignment>/runs/<time>.csv "
                     "(one row per input file of this run), grades.csv (one row per student, over every run), "

@@ -26,12 +26,13 @@ escape the rest: no script, event handler, style, iframe, form, remote
 image or ``javascript:`` link.
 """
 import html
+import re
 from pathlib import Path
 
 import bleach
 import nbformat
 from jinja2 import pass_context
-from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
+from nbconvert.filters.markdown_mistune import InvalidNotebook, IPythonRenderer, MarkdownWithMath
 from nbconvert.preprocessors import Preprocessor
 from nbgrader import utils
 from nbgrader.preprocessors import ClearHiddenTests
@@ -71,6 +72,8 @@ def _attribute_allowed(tag, name, value):
         return name == "id"
     if tag == "code":
         return name == "class" and value.startswith("language-")
+    if tag in ("span", "div"):   # the highlighting of code blocks (pygments' short token classes)
+        return name == "class" and (value == "highlight" or bool(re.fullmatch(r"[a-z0-9]{1,3}", value)))
     return tag in ("th", "td") and name == "align"
 
 
@@ -83,11 +86,16 @@ def clean_html(text):
 
 @pass_context
 def markdown2html(context, source):
-    """nbconvert's Markdown rendering (math and cell attachments included), then :func:`clean_html`."""
+    """nbconvert's Markdown rendering (math and cell attachments included), then :func:`clean_html`.
+
+    A cell nbconvert cannot render (it names an attachment it does not have) is shown as its text."""
     cell = context.get("cell", {})
     renderer = IPythonRenderer(escape=False, attachments=cell.get("attachments", {}), embed_images=False,
                                anchor_link_text="¶")
-    return clean_html(MarkdownWithMath(renderer=renderer).render(source))
+    try:
+        return clean_html(MarkdownWithMath(renderer=renderer).render(source))
+    except InvalidNotebook:
+        return f"<pre>{html.escape(source)}</pre>"
 
 
 class ShortTracebacks(Preprocessor):
