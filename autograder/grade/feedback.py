@@ -72,8 +72,10 @@ def _attribute_allowed(tag, name, value):
         return name == "id"
     if tag == "code":
         return name == "class" and value.startswith("language-")
-    if tag in ("span", "div"):   # the highlighting of code blocks (pygments' short token classes)
-        return name == "class" and (value == "highlight" or bool(re.fullmatch(r"[a-z0-9]{1,3}", value)))
+    if tag == "div":   # code blocks: "highlight hl-ipython3"
+        return name == "class" and all(c == "highlight" or c.startswith("hl-") for c in value.split())
+    if tag == "span":   # pygments' short token classes
+        return name == "class" and bool(re.fullmatch(r"[a-z0-9]{1,3}", value))
     return tag in ("th", "td") and name == "align"
 
 
