@@ -504,3 +504,25 @@ def test_a_hostile_notebooks_feedback_page_is_inert(batch, tmp_path):
     assert [row[:2] for row in seen["rows"]] == [[p, f"{scores[p]:g} / {maxima[p]:g}"] for p in maxima]
     assert scores["residual"] == FULL["residual"] and sum(scores.values()) == FULL["residual"]
     assert "</table>" in seen["rows"][1][2]   # the message is shown as text, whole
+
+
+def test_the_formgrader_shows_the_hostile_notebook_inert(batch):
+    """The autograded notebook as nbgrader's formgrader renders it for the instructor: its exporter
+    with this course's configuration and formgrader's own template (as formgrader.py makes it)."""
+    from nbconvert.exporters import HTMLExporter
+    from nbgrader.server_extensions.formgrader import handlers
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(batch["course"])).load_config()
+    config.HTMLExporter.template_name = "formgrade"
+    config.HTMLExporter.template_file = "index.html.j2"
+    config.HTMLExporter.extra_template_basedirs = [handlers.template_path]
+    notebook = batch["course"] / "autograded" / "hostile_page" / "resnet18" / "resnet18.ipynb"
+    resources = {"assignment_id": "resnet18", "notebook_id": "resnet18", "submission_id": "x", "index": 0,
+                 "total": 1, "base_url": "/", "student": "hostile_page", "last_name": "", "first_name": "",
+                 "notebook_path": "autograded/hostile_page/resnet18/resnet18.ipynb"}
+    page, _ = HTMLExporter(config=config).from_filename(str(notebook), resources=resources)
+    assert "PWNED" in page   # the student's cells are there, as text
+    for live in ("<script>document.title", "onerror=\"document.title", "<iframe", 'href="javascript:', "<style>table",
+                 f'src="http://127.0.0.1:{batch["port"]}', f"src='http://127.0.0.1:{batch['port']}"):
+        assert live not in page, live

@@ -135,9 +135,10 @@ def test_the_command_by_its_full_path_writes_no_formula_and_counts_a_rerun(tmp_p
     ``alembic`` script for a new gradebook), a file named as a spreadsheet formula and given by its bare
     name next to a control, then a rerun of the control alone."""
     course_dir = prepare_course(tmp_path / "course")
+    (course_dir / "gradebook.db").unlink()   # as in a fresh clone: the grader makes the gradebook
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    formula = '=HYPERLINK("http://evil.example","CLICK").ipynb'
+    formula = '=HYPERLINK("evil.example","CLICK").ipynb'
     nbformat.write(notebook("correct_reference"), inbox / formula)
     nbformat.write(notebook("relu_before_add"), inbox / "alice.ipynb")
     env = dict(os.environ, PATH="/usr/bin:/bin")
