@@ -125,13 +125,15 @@ def _said(cell):
 
 
 RAISED = "your code raised "
+NUMBERS = re.compile(r"\[[\d,\s]*\]|\(\s*\d[\d,\s]*\)|\d+")
 
 
 def summary_rows(nb, parts):
     """[(part, first grade_id, score, points, [message])] for the parts of ``parts`` (see course.parts_of).
 
     A part's messages: what failed, then what passed, so that "2 / 10" says what earned the 2. An error
-    the student's code raised is quoted once; later parts that ran into it again refer to it."""
+    the student's code raised is quoted once; later checks that ran into it again (the same error but
+    for the numbers and shapes) refer to it."""
     cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells
              if c.metadata.get("nbgrader", {}).get("grade")}
     rows, quoted = [], {}
@@ -153,10 +155,12 @@ def summary_rows(nb, parts):
         messages = []
         for message in failures + passes:
             head, raised, error = message.partition(RAISED)
-            if raised and error in quoted:
-                message = f"{head}{RAISED}the same error as in {quoted[error]} (see above)."
+            kind = NUMBERS.sub("#", error)   # the same mistake, whatever the shapes of this part's inputs
+            if raised and kind in quoted:
+                where = "" if quoted[kind] == part else f" as in {quoted[kind]}"
+                message = f"{head}{RAISED}the same error{where} (see above)."
             elif raised:
-                quoted[error] = part
+                quoted[kind] = part
             messages.append(message)
         rows.append((part, grade_ids[0], score, points, messages))
     return rows
