@@ -391,8 +391,16 @@ def test_feedback_and_summary_are_written(batch):
     assert "add first, then ReLU" in page and "HIDDEN TESTS" not in page
 
 
-def test_rerun_skips_unchanged_submissions(batch):
+def test_rerun_skips_unchanged_submissions(batch, monkeypatch):
     import time
+
+    from autograder.grade import batch as batch_module
+    from autograder.grade import intake
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("an unchanged file was restored again, or the sandbox was started")
+    monkeypatch.setattr(batch_module, "Pool", no_work)
+    monkeypatch.setattr(intake, "restore_limited", no_work)   # refused files keep their reason too
     shutil.rmtree(batch["course"] / "feedback" / "attack_hard_exit")  # lost since: the rerun says so
     start = time.monotonic()
     rows = grade("resnet18", [str(batch["inbox"])], course_dir=batch["course"], jobs=2, progress=False,
@@ -400,6 +408,8 @@ def test_rerun_skips_unchanged_submissions(batch):
     assert time.monotonic() - start < 30
     assert {Path(r["input"]).name: r["score"] for r in rows} == {n: r["score"] for n, r in batch["rows"].items()}
     notes = {Path(r["input"]).name: r["notes"] for r in rows}
+    for name in ("deep_metadata.ipynb", "empty.ipynb", "wrong_assignment.ipynb", "bob.ipynb"):
+        assert notes[name] == batch["rows"][name]["notes"], name
     assert "no feedback page" in notes["attack_hard_exit.ipynb"]
     assert not any("no feedback page" in note for name, note in notes.items() if name != "attack_hard_exit.ipynb")
 

@@ -19,7 +19,9 @@
 
 Re-running skips submissions whose file is unchanged since they were graded
 (before restoring them, and without starting the sandbox when nothing is
-left to do), unless ``--force``.
+left to do), unless ``--force``; a file that restoring refused keeps its
+reason while its bytes are unchanged (``refused.json``), so it is not
+restored again either.
 """
 import hashlib
 import json
@@ -164,6 +166,16 @@ def _input_key(entry, assignment):
     return digest.hexdigest()
 
 
+def _read_refused(work):
+    """{input key: reason} of the files restoring refused in the last run."""
+    path = work / "refused.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _write_refused(work, refused):
+    (work / "refused.json").write_text(json.dumps(refused, indent=1, sort_keys=True))
+
+
 def _cached(work, course_dir, assignment, student, field, key):
     """The saved verdict for ``student`` if its ``field`` is ``key`` and nbgrader graded it; else None."""
     path = work / "verdicts" / f"{student}.json"
@@ -202,9 +214,12 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
     state = report.State(work)
     entries = collect(inputs, assignment, roster=roster, workdir=work / "intake")
     messages = report.remove_ghosts(course_dir, db_url, assignment, state, entries)
+    known, refused = ({} if force else _read_refused(work)), {}
     fresh, input_keys = [], {}
     for entry in entries:
         key = entry.sha256 and _input_key(entry, assignment)
+        if entry.reason is None and key in known:
+            entry.reason = refused[key] = known[key]
         if (force or entry.reason is not None or entry.student_id not in state.rows
                 or not _cached(work, course_dir, assignment, entry.student_id, "input_key", key)):
             input_keys[id(entry)] = key
@@ -247,6 +262,7 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
             recorder.close()
     else:
         items = restore_entries(fresh, assignment, course_dir)  # files that cannot be graded: no work
+    _write_refused(work, refused | {input_keys[id(i.entry)]: i.reason for i in items if i.refused})
     maxima = course.max_scores(assignment)
     scores = report.gradebook_scores(db_url, assignment)
     by_entry = {id(item.entry): item for item in items}

@@ -22,7 +22,7 @@ from pathlib import Path
 import nbformat
 
 from .collect import Entry, collect, read_roster, roster_missing, slug
-from .limited import Limits, restore_limited
+from .limited import LimitExceeded, Limits, restore_limited
 from .restore import Unusable, load_submission
 
 __all__ = ["Entry", "Intake", "Limits", "Unusable", "collect", "intake", "load_submission", "read_roster",
@@ -31,11 +31,14 @@ __all__ = ["Entry", "Intake", "Limits", "Unusable", "collect", "intake", "load_s
 
 @dataclass
 class Intake:
-    """One received file after intake: ``notebook`` is None exactly when ``reason`` says why."""
+    """One received file after intake: ``notebook`` is None exactly when ``reason`` says why;
+    ``refused``: restoring the file (not collecting it) gave that reason, and would give it again
+    (not a time limit a busy machine may have caused)."""
     entry: Entry
     notebook: nbformat.NotebookNode | None = None
     reason: str | None = None
     notes: list[str] = field(default_factory=list)
+    refused: bool = False
 
     @property
     def student_id(self):
@@ -68,7 +71,7 @@ def restore_entries(entries, assignment, course_dir=None, limits=Limits()):
             result.notebook, notes = restore_limited(entry.path, release, sources, assignment, limits)
             result.notes += notes
         except Unusable as error:
-            result.reason = error.reason
+            result.reason, result.refused = error.reason, not isinstance(error, LimitExceeded)
         return result
 
     with ThreadPoolExecutor(os.cpu_count() or 1) as threads:

@@ -31,6 +31,10 @@ CHILD = ('import sys, json; sys.modules["rfc3987_syntax"] = None; '
          'from autograder.grade.intake.limited import _child; _child(json.loads(sys.argv[1]))')
 
 
+class LimitExceeded(Unusable):
+    """Restoring the file went over a limit: on a busy machine a retry may succeed."""
+
+
 @dataclass(frozen=True)
 class Limits:
     """What restoring one file may use; a course notebook needs well under a second and 200 MiB."""
@@ -57,10 +61,10 @@ def restore_limited(path, release, sources, assignment, limits=Limits()):
                                   env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                                   timeout=limits.wall_seconds)
         except subprocess.TimeoutExpired:
-            raise Unusable(f"not gradable: restoring it took longer than {limits.wall_seconds:g} s") from None
+            raise LimitExceeded(f"not gradable: restoring it took longer than {limits.wall_seconds:g} s") from None
         if not result.exists():
             if done.returncode in (-signal.SIGXCPU, -signal.SIGKILL):
-                raise Unusable(f"not gradable: restoring it took more than {limits.cpu_seconds} s of CPU")
+                raise LimitExceeded(f"not gradable: restoring it took more than {limits.cpu_seconds} s of CPU")
             raise Unusable(_too_much_memory(limits) if "MemoryError" in done.stderr else
                            f"could not be restored (the restoring process ended with code {done.returncode})")
         answer = json.loads(result.read_text())
