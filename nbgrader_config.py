@@ -4,6 +4,7 @@ Instructors can run plain nbgrader commands from the repository root
 (``nbgrader generate_assignment resnet18 --force``, ``nbgrader autograde resnet18``);
 the course's own commands (``python -m autograder ...``) use this file too.
 """
+import logging
 import os
 from pathlib import Path
 
@@ -19,6 +20,37 @@ from autograder.grade.verdicts import ApplyVerdicts
 
 c = get_config()  # noqa: F821 (provided by nbgrader)
 
+
+class QuietOverwriteCells(OverwriteCells):
+    """nbgrader's OverwriteCells without its "Attribute 'checksum' ... has changed!" warnings.
+
+    nbgrader warns so for every locked cell of an untouched submission (an open nbgrader bug: the
+    checksum it compares with is not the one it stored), and then overwrites those cells from the
+    gradebook, checksum included, as it does for every locked cell; the warning says nothing about
+    the student. Changes of a cell's type, lock or points are still reported."""
+
+    def report_change(self, name, attr, old, new):
+        if attr != "checksum":
+            super().report_change(name, attr, old, new)
+
+
+class OneLineRefusal(logging.Filter):
+    """nbgrader logs a notebook it could not grade (refused by RestoreSubmission's CannotGrade, or
+    unreadable to nbgrader's own reader) as a 45-line traceback with the reason last, after the line
+    naming the submission: the log keeps the reason alone, on one line."""
+
+    def filter(self, record):
+        text = record.getMessage()
+        if text.startswith("Traceback"):
+            last = [line for line in text.splitlines() if line.strip()][-1].strip()
+            reason = last.split("CannotGrade: ", 1)[1] if "CannotGrade: " in last else f"could not be read ({last})"
+            record.msg, record.args = f"refused: {reason}", ()
+        return True
+
+
+if not any(type(f).__name__ == "OneLineRefusal" for f in logging.getLogger("AutogradeApp").filters):
+    logging.getLogger("AutogradeApp").addFilter(OneLineRefusal())  # once, however often this file is read
+
 c.CourseDirectory.course_id = "resnet"
 
 # `nbgrader autograde` runs the course's trusted pipeline, the same as the batch grader
@@ -33,7 +65,7 @@ if os.environ.get("RESNET_VERDICTS"):
     c.Autograde.autograde_preprocessors = [ApplyVerdicts, SaveAutoGrades, AssignLatePenalties]
 else:
     c.Autograde.sanitize_preprocessors = [RestoreSubmission, ClearOutput, DeduplicateIds, OverwriteKernelspec,
-                                          OverwriteCells, CheckCellMetadata]
+                                          QuietOverwriteCells, CheckCellMetadata]
     c.Autograde.autograde_preprocessors = [TrustedExecute, SaveAutoGrades, AssignLatePenalties]
 
 # Feedback shows which parts failed and why, never the hidden test code: hidden regions are
@@ -47,3 +79,9 @@ c.HTMLExporter.template_name = "resnet_feedback"
 c.HTMLExporter.template_file = "page.html.j2"  # extends nbgrader's feedback/index.html.j2
 c.HTMLExporter.extra_template_basedirs = [
     str(Path(nbgrader.__file__).parent / "server_extensions" / "formgrader" / "templates"), str(TEMPLATES)]
+# What a student wrote (Markdown cells, raw HTML cells, rich outputs) is rendered inert, on the
+# feedback pages and on any page nbgrader renders with this configuration: no script, style,
+# iframe, remote image or javascript: link (see autograder/grade/feedback.py).
+c.HTMLExporter.sanitize_html = True
+c.HTMLExporter.filters = {"markdown2html": "autograder.grade.feedback.markdown2html",
+                          "clean_html": "autograder.grade.feedback.clean_html"}

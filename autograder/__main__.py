@@ -10,6 +10,17 @@ def _positive(text):
     return value
 
 
+def run_summary(rows, assignment):
+    """One line on a batch run: what was graded now, what was unchanged, what could not be graded."""
+    files = [r for r in rows if r["status"] != "missing"]
+    graded = sum(r["status"] == "graded" and r["this_run"] == "graded" for r in files)
+    skipped = sum(r["this_run"] == "unchanged, skipped" for r in files)
+    not_gradable = sum(r["status"] != "graded" for r in files)
+    return (f"{len(files)} files: {graded} graded, {skipped} unchanged (skipped), {not_gradable} not gradable"
+            + (f"; {len(rows) - len(files)} roster students sent nothing" if len(rows) > len(files) else "")
+            + f". See grading/{assignment}/ and feedback/.")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -19,10 +30,11 @@ def main(argv=None):
     demo = commands.add_parser("demo", help="grade the bundled sample submissions with nbgrader")
     demo.add_argument("--out", default="demo-output", help="course directory to create (default: demo-output)")
     grade = commands.add_parser(
-        "grade", help="grade a batch of submissions in a sandbox (see autograder/grade/batch.py)",
+        "grade", help="grade a batch of submissions in a sandbox (see the README, \"For instructors\")",
         description="Grade submissions as received (folders of notebooks, LMS zips, nbgrader's submitted/ "
-                    "tree) into the nbgrader gradebook, grading/<assignment>/grades.csv (one row per input "
-                    "file), feedback/ and a summary.")
+                    "tree) into the nbgrader gradebook and feedback/. Writes grading/<assignment>/runs/<time>.csv "
+                    "(one row per input file of this run), grades.csv (one row per student, over every run), "
+                    "scores.csv and pass_rates.csv. Without --roster, student ids come from the file names.")
     grade.add_argument("assignment", help="assignment name, e.g. resnet18")
     grade.add_argument("inputs", nargs="+", help="folders, zip files or notebooks")
     grade.add_argument("--course-dir", default=None, help="nbgrader course directory (default: this repository)")
@@ -71,11 +83,7 @@ def main(argv=None):
                                        disk_bytes=args.disk << 20),
                          sandbox=not args.no_sandbox, progress=not args.no_progress,
                          scheduler=args.scheduler, db_url=args.db_url)
-        files = [r for r in rows if r["status"] != "missing"]
-        graded = sum(r["status"] == "graded" for r in files)
-        print(f"{len(files)} files: {graded} graded, {len(files) - graded} not gradable"
-              + (f"; {len(rows) - len(files)} roster students sent nothing" if len(rows) > len(files) else "")
-              + f". See grading/{args.assignment}/ and feedback/.")
+        print(run_summary(rows, args.assignment))
         for message in rows.messages:
             print(message)
     elif args.command == "publish":

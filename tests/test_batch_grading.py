@@ -91,6 +91,53 @@ def _bad_inputs(inbox):
     nbformat.write(huge, inbox / "huge_output.ipynb")
 
 
+def _hostile_page(port):
+    """A notebook whose own cells try to run script, load from outside (the loopback ``port``) and
+    hide the true summary behind a forged one; its make_stem raises a message built to end the
+    summary table. Its answers are the release's stubs, and residual's is right: 35 / 100."""
+    answers = {"residual": _reference_answers()["residual"], "stem": (
+        "def make_stem():\n    raise ValueError('</td></tr></table><img src=http://127.0.0.1:%d/message.png>"
+        "<script>document.title = \"PWNED message\"</script>')" % port)}
+    nb = fill(_release(), answers)
+    remote = f"http://127.0.0.1:{port}"
+    mine = [
+        "<script>document.title = 'PWNED'; document.body.insertAdjacentHTML('beforeend', "
+        "'<p id=\"pwned\">pwned</p>')</script>",
+        f'<img src="{remote}/onerror.png" onerror="document.title = \'PWNED img\'">',
+        f'<iframe src="{remote}/frame.html"></iframe><link rel="stylesheet" href="{remote}/style.css">',
+        f"[collect your prize](javascript:document.title='PWNED link') ![badge]({remote}/markdown.png)",
+        "<style>table.part-summary { display: none }</style>\n\n"
+        '<table class="part-summary"><tr><td>residual</td><td class="points">100 / 100</td></tr></table>',
+    ]
+    cells = [nbformat.v4.new_markdown_cell(text) for text in mine]
+    forged = nbformat.v4.new_markdown_cell('<table class="part-summary"><tr><td>forged</td></tr></table>')
+    forged.metadata["resnet_part_summary"] = True
+    raw = nbformat.v4.new_raw_cell(f"<script>document.title = 'PWNED raw'</script><img src='{remote}/raw.png'>")
+    raw.metadata["raw_mimetype"] = "text/html"
+    nb.cells = nb.cells[:3] + cells + [forged, raw] + nb.cells[3:]
+    return nb
+
+
+def _hostile_inputs(inbox, port):
+    """Files that must not stop the batch, steal an id or reach a screen, next to correct controls."""
+    release, correct = _release(), fill(_release(), _reference_answers())
+    nbformat.write(_hostile_page(port), inbox / "hostile_page.ipynb")
+    with_tag = json.loads(nbformat.writes(correct))
+    with_tag["cells"].append({"cell_type": "markdown", "id": "mine", "metadata": {"tags": ["todo,later"]},
+                              "source": "my notes"})
+    (inbox / "comma_tag.ipynb").write_text(json.dumps(with_tag))
+    deep = '{"x": ' * 600 + "1" + "}" * 600
+    (inbox / "deep_metadata.ipynb").write_text(
+        nbformat.writes(correct).replace('"metadata": {', f'"metadata": {{"deep": {deep}, ', 1))
+    nbformat.write(correct, inbox / "bob.ipynb")
+    nbformat.write(release, inbox / "Copy of bob.ipynb")   # someone else's blank notebook
+    nbformat.write(correct, inbox / "resnet18.ipynb")      # the name the student guide asks for
+    answers = dict(_reference_answers())
+    answers["residual"] = answers["residual"].replace("kernel_size=1, strides=strides)", "kernel_size=1)")
+    assert answers["residual"] != _reference_answers()["residual"]
+    nbformat.write(fill(release, answers), inbox / "forgot_stride.ipynb")
+
+
 def _own_processes():
     """Processes descending from this one (the grader, its workers and all they started)."""
     parents = {}
@@ -195,6 +242,7 @@ def batch(tmp_path_factory):
     write_attacks(inbox, course_dir, listener.getsockname()[1])
     nbformat.write(fill(release, _hidden_marker_answers()), inbox / "hidden_marker.ipynb")
     _bad_inputs(inbox)
+    _hostile_inputs(inbox, listener.getsockname()[1])
     with HostWatch() as host:
         rows = grade("resnet18", [str(inbox)], course_dir=course_dir, jobs=2, progress=False,
                      limits=LIMITS)
@@ -203,9 +251,10 @@ def batch(tmp_path_factory):
         connected = True
     except BlockingIOError:
         connected = False
+    port = listener.getsockname()[1]
     listener.close()
     return {"rows": {Path(r["input"]).name: r for r in rows}, "course": course_dir, "inbox": inbox,
-            "connected": connected, "host": host}
+            "connected": connected, "host": host, "messages": rows.messages, "port": port}
 
 
 def _parts(row):
@@ -319,7 +368,7 @@ REPAIRED = ["nbformat3.ipynb", "Copy of stripped_metadata.ipynb", "deleted_tests
 @pytest.mark.parametrize("name", sorted(BAD))
 def test_broken_files_get_a_row_with_their_reason(batch, name):
     row = batch["rows"][name]
-    assert row["status"] == "unusable" and row["score"] == "0"
+    assert row["status"] == "unusable" and row["score"] == ""
     assert BAD[name] in row["notes"]
 
 
@@ -339,8 +388,16 @@ def test_feedback_and_summary_are_written(batch):
     assert "add first, then ReLU" in page and "HIDDEN TESTS" not in page
 
 
-def test_rerun_skips_unchanged_submissions(batch):
+def test_rerun_skips_unchanged_submissions(batch, monkeypatch):
     import time
+
+    from autograder.grade import batch as batch_module
+    from autograder.grade import intake
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("an unchanged file was restored again, or the sandbox was started")
+    monkeypatch.setattr(batch_module, "Pool", no_work)
+    monkeypatch.setattr(intake, "restore_limited", no_work)   # refused files keep their reason too
     shutil.rmtree(batch["course"] / "feedback" / "attack_hard_exit")  # lost since: the rerun says so
     start = time.monotonic()
     rows = grade("resnet18", [str(batch["inbox"])], course_dir=batch["course"], jobs=2, progress=False,
@@ -348,5 +405,162 @@ def test_rerun_skips_unchanged_submissions(batch):
     assert time.monotonic() - start < 30
     assert {Path(r["input"]).name: r["score"] for r in rows} == {n: r["score"] for n, r in batch["rows"].items()}
     notes = {Path(r["input"]).name: r["notes"] for r in rows}
+    for name in ("deep_metadata.ipynb", "empty.ipynb", "wrong_assignment.ipynb", "bob.ipynb"):
+        assert notes[name] == batch["rows"][name]["notes"], name
     assert "no feedback page" in notes["attack_hard_exit.ipynb"]
     assert not any("no feedback page" in note for name, note in notes.items() if name != "attack_hard_exit.ipynb")
+
+
+def test_hostile_files_do_not_stop_the_batch_nor_change_the_controls(batch):
+    rows = batch["rows"]
+    assert rows["deep_metadata.ipynb"]["status"] == "unusable"
+    assert "nested more than" in rows["deep_metadata.ipynb"]["notes"]
+    assert _parts(rows["comma_tag.ipynb"]) == FULL and "tag holding a comma" in rows["comma_tag.ipynb"]["notes"]
+    expected = json.loads((course.SAMPLES / "resnet18" / "expected_scores.json").read_text())
+    for student, parts in expected.items():   # the controls
+        assert _parts(rows[f"{student}.ipynb"]) == parts, student
+
+
+def test_ids_from_file_names_cannot_be_stolen(batch):
+    rows = batch["rows"]
+    for name in ("bob.ipynb", "Copy of bob.ipynb"):
+        row = rows[name]
+        assert row["status"] == "error" and row["score"] == "", row
+        assert "bob.ipynb" in row["notes"] and "Copy of bob.ipynb" in row["notes"] and "--roster" in row["notes"]
+    unnamed = rows["resnet18.ipynb"]
+    assert unnamed["status"] == "graded" and _parts(unnamed) == FULL and "roster" in unnamed["notes"]
+    assert any("name no student" in m and "resnet18.ipynb" in m for m in batch["messages"])
+
+
+def test_an_mxnet_error_shows_its_decisive_line_once(batch):
+    page = (batch["course"] / "feedback" / "forgot_stride" / "resnet18" / "resnet18.html").read_text()
+    summary = page.split('class="part-summary"', 1)[1].split("</table>", 1)[0]
+    assert "operands could not be broadcast together with shapes" in summary
+    assert "Traceback" not in summary and "most recent call last" not in page
+    assert summary.count("could not be broadcast") == 1 and "the same error (see above)" in summary
+
+
+def test_a_partly_failed_part_lists_what_passed_too(batch):
+    page = (batch["course"] / "feedback" / "relu_before_add" / "resnet18" / "resnet18.html").read_text()
+    scores = _parts(batch["rows"]["relu_before_add.ipynb"])
+    assert 0 < scores["residual"] < FULL["residual"]
+    row = page.split('class="part-summary"', 1)[1].split("</tr>")[1]
+    assert "failed:" in row and "passed" in row
+
+
+
+CHECK_PAGE = """<script>
+(function () {
+  var summary = document.querySelector("table.part-summary");
+  var out = document.createElement("pre");
+  out.id = "page-check";
+  out.textContent = JSON.stringify({
+    title: document.title, pwned: !!document.getElementById("pwned"),
+    tables: document.querySelectorAll("table.part-summary").length,
+    shown: !!summary && getComputedStyle(summary).display !== "none" && summary.offsetHeight > 0,
+    rows: [].slice.call(summary ? summary.rows : [], 1).map(function (tr) {
+      return [].map.call(tr.cells, function (td) { return td.innerText; }); }),
+    scripts: document.scripts.length, iframes: document.querySelectorAll("iframe").length});
+  document.body.appendChild(out);
+})();
+</script>"""
+
+
+def test_a_hostile_notebooks_feedback_page_is_inert(batch, tmp_path):
+    """In headless Chromium: no script of the student's runs, nothing loads from the loopback listener
+    its cells point at, and the summary shown is the true one."""
+    import html
+    import re
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    browser = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)),
+                   None)
+    if browser is None and not os.environ.get("CI"):
+        pytest.skip("Chromium is needed (scripts/env.sh installs it as root)")
+    page = (batch["course"] / "feedback" / "hostile_page" / "resnet18" / "resnet18.html").read_text()
+    assert "PWNED" in page and live_tags(page, batch["port"]) == []
+    requests = []
+
+    class Record(BaseHTTPRequestHandler):
+        def do_GET(self):
+            requests.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", batch["port"]), Record)   # where the notebook's cells point
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        copy = tmp_path / "page.html"
+        copy.write_text(page.replace("</body>", CHECK_PAGE + "</body>"))
+        done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=3000",
+                               "--window-size=1280,900", "--dump-dom", copy.as_uri()],
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        server.shutdown()
+        server.server_close()
+    found = re.search(r'<pre id="page-check">(.*?)</pre>', done.stdout, re.S)
+    assert found, done.stderr[-2000:]
+    seen = json.loads(html.unescape(found.group(1)))
+    assert "PWNED" not in seen["title"] and not seen["pwned"], seen
+    assert requests == [], requests
+    assert seen["iframes"] == 0 and seen["tables"] == 1 and seen["shown"], seen
+    scores = _parts(batch["rows"]["hostile_page.ipynb"])
+    maxima = course.max_scores("resnet18")
+    assert [row[:2] for row in seen["rows"]] == [[p, f"{scores[p]:g} / {maxima[p]:g}"] for p in maxima]
+    assert scores["residual"] == FULL["residual"] and sum(scores.values()) == FULL["residual"]
+    assert "</table>" in seen["rows"][1][2]   # the message is shown as text, whole
+
+
+def test_the_formgrader_shows_the_hostile_notebook_inert(batch):
+    """The autograded notebook as nbgrader's formgrader renders it for the instructor: its exporter
+    with this course's configuration and formgrader's own template (as formgrader.py makes it)."""
+    from nbconvert.exporters import HTMLExporter
+    from nbgrader.server_extensions.formgrader import handlers
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(batch["course"])).load_config()
+    config.HTMLExporter.template_name = "formgrade"
+    config.HTMLExporter.template_file = "index.html.j2"
+    config.HTMLExporter.extra_template_basedirs = [handlers.template_path]
+    notebook = batch["course"] / "autograded" / "hostile_page" / "resnet18" / "resnet18.ipynb"
+    resources = {"assignment_id": "resnet18", "notebook_id": "resnet18", "submission_id": "x", "index": 0,
+                 "total": 1, "base_url": "/", "student": "hostile_page", "last_name": "", "first_name": "",
+                 "notebook_path": "autograded/hostile_page/resnet18/resnet18.ipynb"}
+    page, _ = HTMLExporter(config=config).from_filename(str(notebook), resources=resources)
+    assert "PWNED" in page   # the student's cells are there, as text
+    assert live_tags(page, batch["port"]) == []
+
+
+def live_tags(page, port):
+    """The tags of ``page`` that would run the hostile notebook's script (all of which write "PWNED"),
+    load from its ``port``, or hide the summary."""
+    from html.parser import HTMLParser
+
+    found = []
+
+    class Tags(HTMLParser):
+        inside = None
+
+        def handle_starttag(self, tag, attrs):
+            self.inside = tag
+            for name, value in attrs:
+                value = value or ""
+                if (name.startswith("on") and "PWNED" in value or f"127.0.0.1:{port}" in value
+                        or value.startswith("javascript:")):
+                    found.append((tag, name, value))
+            if tag == "iframe":
+                found.append((tag, "", ""))
+
+        def handle_data(self, data):
+            if (self.inside == "script" and "PWNED" in data
+                    or self.inside == "style" and "part-summary { display: none }" in data):
+                found.append((self.inside, "", data))
+
+        def handle_endtag(self, tag):
+            self.inside = None
+
+    Tags().feed(page)
+    return found

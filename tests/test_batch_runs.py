@@ -5,6 +5,9 @@ about 10 s apiece): a first folder, a second folder, the second again, then
 the first with a roster; a Canvas export as roster gets its own course.
 """
 import csv
+import os
+import subprocess
+import sys
 
 import nbformat
 import pytest
@@ -49,16 +52,20 @@ def runs(tmp_path_factory):
     nbformat.write(notebook("correct_styled"), second / "carol.ipynb")
     roster = root / "roster.csv"
     roster.write_text("student_id,match\ns001,alice\ns002,bob\ns004,dave\n")
-    results = {"course": course_dir, "first": run(course_dir, first), "second": run(course_dir, second)}
+    results = {"course": course_dir, "first": run(course_dir, first)}
+    results["grades_after_one"] = csv_rows(course_dir / "grading" / "resnet18" / "grades.csv")
+    results["second"] = run(course_dir, second)
     results["grades_after_two"] = csv_rows(course_dir / "grading" / "resnet18" / "grades.csv")
     return dict(results, roster=roster, first_dir=first, second_dir=second)
 
 
 def test_grades_csv_covers_every_run_and_each_run_keeps_its_rows(runs):
+    first = {r["student_id"]: r for r in runs["grades_after_one"]}
+    assert (first["empty"]["status"], first["empty"]["score"], first["empty"]["residual /35"]) == ("unusable", "", "")
     grades = {r["student_id"]: r for r in runs["grades_after_two"]}
-    assert sorted(grades) == ["alice", "bob", "carol", "empty"]
+    # The unusable file was a row of its own run, not a student of every later one.
+    assert sorted(grades) == ["alice", "bob", "carol"]
     assert (grades["alice"]["score"], grades["carol"]["score"], grades["bob"]["score"]) == ("100", "100", "73")
-    assert grades["empty"]["status"] == "unusable"
     files = sorted((runs["course"] / "grading" / "resnet18" / "runs").glob("*.csv"))
     assert [sorted(r["student_id"] for r in csv_rows(f)) for f in files[:2]] == [["alice", "bob", "empty"],
                                                                                  ["carol"]]
@@ -121,3 +128,41 @@ def test_canvas_export_as_roster_gives_a_canvas_import(tmp_path):
          "resnet18 (5501)": ""}]
     assert any("canvas_import.csv" in m and "out of 10" in m for m in rows.messages)
     assert any("alee (unusable)" in m and "S333 (missing)" in m for m in rows.messages)
+
+
+def test_the_command_by_its_full_path_writes_no_formula_and_counts_a_rerun(tmp_path):
+    """``.venv/bin/python -m autograder grade`` without the environment activated (nbgrader needs its
+    ``alembic`` script for a new gradebook), a file named as a spreadsheet formula and given by its bare
+    name next to a control, then a rerun of the control alone."""
+    course_dir = prepare_course(tmp_path / "course")
+    (course_dir / "gradebook.db").unlink()   # as in a fresh clone: the grader makes the gradebook
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    formula = '=HYPERLINK("evil.example","CLICK").ipynb'
+    nbformat.write(notebook("correct_reference"), inbox / formula)
+    nbformat.write(notebook("relu_before_add"), inbox / "alice.ipynb")
+    env = dict(os.environ, PATH="/usr/bin:/bin")
+    env.pop("VIRTUAL_ENV", None)
+
+    def command(*files):
+        return subprocess.run([sys.executable, "-m", "autograder", "grade", "resnet18", *files,
+                               "--course-dir", str(course_dir), "--jobs", "1", "--no-progress", "--timeout", "60"],
+                              cwd=inbox, env=env, capture_output=True, text=True, timeout=600)
+
+    done = command(formula, "alice.ipynb")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 files: 2 graded, 0 unchanged (skipped), 0 not gradable" in done.stdout
+    work = course_dir / "grading" / "resnet18"
+    for path in [work / "grades.csv", work / "scores.csv", *(work / "runs").glob("*.csv")]:
+        for row in csv.reader(open(path, newline="")):
+            assert not any(cell[:1] in ("=", "+", "-", "@", "\t", "\r") for cell in row), (path, row)
+    by_input = {r["input"]: r for r in csv_rows(next((work / "runs").glob("*.csv")))}
+    assert by_input["'" + formula]["score"] == "100" and by_input["alice.ipynb"]["score"] == "73"
+    done = command("alice.ipynb")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "1 files: 0 graded, 1 unchanged (skipped), 0 not gradable" in done.stdout
+    with open(work / "grades.csv", newline="") as f:
+        header = next(csv.reader(f))
+    parts = [f"{p} /{m:g}" for p, m in course.max_scores("resnet18").items()]
+    assert header == ["input", "student_id", "status", "score", "max_score", *parts, "notes"]
+

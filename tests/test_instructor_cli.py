@@ -14,6 +14,13 @@ def test_grade_help_shows_the_sandbox_defaults():
         assert f"(default: {default})" in shown.split(option, 2)[2].split("--", 1)[0], option
 
 
+def test_grade_help_says_one_row_per_student():
+    shown = " ".join(subprocess.run([sys.executable, "-m", "autograder", "grade", "--help"], cwd=course.ROOT,
+                                    capture_output=True, text=True, check=True).stdout.split())
+    assert "grades.csv (one row per student" in shown and "one row per input file of this run" in shown
+    assert ".py" not in shown
+
+
 def test_demo_says_which_sample_nbgrader_is_grading(capsys):
     on_log = _progress("resnet18", ["blank", "correct_reference"], verbose=True)
     on_log("[AutogradeApp | INFO] Sanitizing /c/submitted/blank/resnet18/resnet18.ipynb\n")

@@ -124,6 +124,79 @@ def test_huge_outputs_are_removed(tmp_path):
     assert restored.cells[cell_index(restored, "residual")].outputs == [small]
 
 
+# --- restore: hostile files, under limits ---------------------------------------------
+
+def _as_json(nb):
+    return json.loads(nbformat.writes(nb))
+
+
+def hostile_files(folder):
+    """{file name: expected reason, or None for a file that must be graded}, written into ``folder``;
+    correct notebooks sit among them as controls."""
+    base = _as_json(correct())
+    files = {}
+
+    def write(name, data, expected):
+        (folder / name).write_text(data if isinstance(data, str) else json.dumps(data))
+        files[name] = expected
+
+    write("control_a.ipynb", base, None)
+    # JupyterLab lets a student type a comma in a tag; nbformat refuses such a cell.
+    write("comma_tag.ipynb", dict(base, cells=base["cells"] + [
+        {"cell_type": "markdown", "id": "mine", "metadata": {"tags": ["todo,later"]}, "source": "my notes"}]), None)
+    deep = '{"x": ' * 600 + "1" + "}" * 600
+    text = json.dumps(base)
+    write("deep_metadata.ipynb", text.replace('"metadata": {', f'"metadata": {{"deep": {deep}, ', 1),
+          "nested more than")
+    locked = next(c for c in base["cells"] if c["cell_type"] == "markdown" and len("".join(c["source"])) > 50)
+    write("pasted_20000.ipynb", dict(base, cells=base["cells"] + [dict(locked, id=f"p{i}") for i in range(20000)]),
+          "cells (limit")
+    write("pasted_4900.ipynb", dict(base, cells=base["cells"] + [dict(locked, id=f"p{i}") for i in range(4900)]),
+          None)
+    write("huge_cell.ipynb", dict(base, cells=base["cells"] + [
+        {"cell_type": "code", "id": "big", "metadata": {}, "outputs": [], "execution_count": None,
+         "source": "x = [" + "1, " * 700_000 + "]"}]), "M characters")
+    write("control_b.ipynb", base, None)
+    return files
+
+
+def test_hostile_files_are_unusable_rows_and_the_others_are_graded(tmp_path):
+    import time
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    files = hostile_files(inbox)
+    start = time.monotonic()
+    results = {Path(r.entry.source).name: r for r in intake(inbox, ASSIGNMENT, workdir=tmp_path / "w")}
+    assert time.monotonic() - start < 60  # 20,000 pasted cells took 25 s alone before
+    assert sorted(results) == sorted(files)
+    for name, expected in files.items():
+        if expected is None:
+            assert results[name].reason is None and results[name].notebook is not None, (name, results[name].reason)
+        else:
+            assert expected in results[name].reason, (name, results[name].reason)
+    assert solutions(results["comma_tag.ipynb"].notebook) == solutions(correct())
+    assert any("tag holding a comma" in n for n in results["comma_tag.ipynb"].notes)
+    for name in ("control_a.ipynb", "control_b.ipynb", "pasted_4900.ipynb"):
+        assert solutions(results[name].notebook) == solutions(correct()) and results[name].notes == [], name
+
+
+def test_restoring_runs_under_a_time_and_memory_limit(tmp_path):
+    from autograder.grade.intake import Limits, restore_limited
+    nb = correct()
+    nb.cells[cell_index(nb, "code-04")].outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text="x" * (40 << 20))]
+    path = tmp_path / "big.ipynb"
+    nbformat.write(nb, path)
+    release, sources = course.RELEASE / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", {
+        a: course.source_notebook(a) for a in course.assignments()}
+    restored, notes = restore_limited(path, release, sources, ASSIGNMENT)
+    assert solutions(restored) == solutions(correct()) and any(n.startswith("outputs removed") for n in notes)
+    with pytest.raises(Unusable, match="needs more than 100 MiB of memory"):
+        restore_limited(path, release, sources, ASSIGNMENT, Limits(memory_bytes=100 << 20))
+    with pytest.raises(Unusable, match="took longer than 0.05 s"):
+        restore_limited(path, release, sources, ASSIGNMENT, Limits(wall_seconds=0.05))
+
+
 # --- restore: rebuilding ------------------------------------------------------------
 
 def test_an_intact_submission_is_unchanged(tmp_path):
@@ -285,6 +358,8 @@ def test_folder_of_colab_downloads(tmp_path):
                    "resnet18 (1).ipynb": "resnet18_1", "jane_doe_resnet18.ipynb": "jane_doe",
                    "jane/resnet18.ipynb": "jane", "José Pérez - ResNet18.ipynb": "jose_perez",
                    "report.pdf": "report", "link.ipynb": "link"}
+    needs_roster = {e.source.split("inbox/")[1] for e in entries if collect_mod.NEEDS_ROSTER in e.notes}
+    assert needs_roster == {"resnet18.ipynb", "Copy of resnet18.ipynb", "resnet18 (1).ipynb"}
     e = by_source(entries)
     assert e[f"{inbox}/report.pdf"].reason == "not a notebook file (.pdf): submit the .ipynb file"
     assert e[f"{inbox}/link.ipynb"].reason == "a symbolic link: not followed"
@@ -315,15 +390,18 @@ def test_canvas_zip(tmp_path):
     })
     entries = collect(z, ASSIGNMENT, workdir=tmp_path / "work")
     got = {e.source: (e.student_id, e.kind, e.late, e.reason) for e in entries}
+    # Two notebooks of doejane: neither is picked; both are errors naming the two files.
+    both = (f"ambiguous: 2 files give the student id doejane ({z}!doejane_12345_67890_resnet18.ipynb, "
+            f"{z}!doejane_12345_67892_resnet18-2.ipynb): grade with a roster (--roster) that names each "
+            "file's student")
     assert got == {
-        f"{z}!doejane_12345_67890_resnet18.ipynb": ("doejane", "canvas", False, None),
+        f"{z}!doejane_12345_67890_resnet18.ipynb": ("doejane", "canvas", False, both),
         f"{z}!smithjohn_LATE_22222_33333_resnet18-1.ipynb": ("smithjohn", "canvas", True, None),
         f"{z}!doejane_12345_67891_notes.pdf": ("doejane_3", "canvas", False,
                                                "not a notebook file (.pdf): submit the .ipynb file"),
-        f"{z}!doejane_12345_67892_resnet18-2.ipynb": ("doejane_2", "canvas", False, None),
+        f"{z}!doejane_12345_67892_resnet18-2.ipynb": ("doejane_2", "canvas", False, both),
     }
-    assert by_source(entries)[f"{z}!doejane_12345_67892_resnet18-2.ipynb"].notes == [
-        f"student id doejane is already used by {z}!doejane_12345_67890_resnet18.ipynb: this file is doejane_2"]
+    assert {e.status for e in entries if e.reason == both} == {"error"}
 
 
 def test_moodle_zip_and_roster(tmp_path):
@@ -440,7 +518,7 @@ def test_restored_notebooks_grade_with_real_nbgrader(tmp_path):
     """Stripped correct -> 100, stripped blank -> 0, messy correct -> 100, by nbgrader autograde."""
     from nbgrader.api import Gradebook
 
-    from autograder.grade.nbgrader_cli import nbgrader
+    from autograder.grade.nbgrader_cli import NbgraderError, nbgrader
 
     course_dir = tmp_path / "course"
     (course_dir / "source").mkdir(parents=True)
@@ -457,10 +535,28 @@ def test_restored_notebooks_grade_with_real_nbgrader(tmp_path):
         target.parent.mkdir(parents=True)
         nbformat.write(restored, target)
         nbgrader(course_dir, "db", "student", "add", student)
-    nbgrader(course_dir, "autograde", ASSIGNMENT, "--force")
+    # Hostile files among them, as nbgrader's own front door (RestoreSubmission) receives them.
+    hostile = tmp_path / "hostile"
+    hostile.mkdir()
+    expected = hostile_files(hostile)
+    for name in ("deep_metadata.ipynb", "huge_cell.ipynb", "comma_tag.ipynb"):
+        student = name.split(".")[0]
+        target = course_dir / "submitted" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+        target.parent.mkdir(parents=True)
+        shutil.copy(hostile / name, target)
+        nbgrader(course_dir, "db", "student", "add", student)
+    with pytest.raises(NbgraderError) as refused:   # nbgrader exits with an error when it refused one
+        nbgrader(course_dir, "autograde", ASSIGNMENT, "--force")
+    log = str(refused.value)
     with Gradebook(f"sqlite:///{course_dir / 'gradebook.db'}") as gb:
-        scores = {s: gb.find_submission(ASSIGNMENT, s).score for s in received}
-    assert scores == {"full": 100, "blank": 0, "messy": 100}
+        scores = {s: gb.find_submission(ASSIGNMENT, s).score for s in [*received, "comma_tag"]}
+    assert scores == {"full": 100, "blank": 0, "messy": 100, "comma_tag": 100}
+    # Each refusal is one line; the deep one nbgrader's own reader cannot read (before the course's steps).
+    refusals = [line for line in log.splitlines() if "refused: " in line]
+    assert len(refusals) == 2, log
+    assert any(expected["huge_cell.ipynb"] in line and "huge_cell" in line for line in refusals), refusals
+    assert any("RecursionError" in line for line in refusals), refusals
+    assert "Traceback" not in log and "has changed" not in log, log
 
 
 def test_ambiguous_roster_matches_are_errors_and_missing_students_are_listed(tmp_path):

@@ -215,3 +215,6 @@ def test_student_edition_has_the_guide_and_its_set_up_script(editions):
     for line in ("scripts/make_venv.sh", ".venv/bin/jupyter lab release/resnet18/resnet18.ipynb"):
         assert line in (folder / "README.md").read_text()
         assert (folder / line.split()[-1]).exists()
+    # Every file of this repository the guide names is in the edition (no tests/..., no grader).
+    named = set(re.findall(r"`((?:[\w.-]+/)+[\w.-]+\.(?:py|sh|md|ipynb|txt|toml))`", guide))
+    assert named and all((folder / path).exists() for path in named), sorted(named)

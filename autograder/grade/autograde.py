@@ -46,7 +46,7 @@ class RestoreSubmission(Preprocessor):
         from nbgrader.coursedir import CourseDirectory
 
         from .. import course
-        from .intake import Unusable, load_submission
+        from .intake import Unusable, restore_limited
 
         info = resources["nbgrader"]
         assignment, notebook, student = info["assignment"], info["notebook"], info["student"]
@@ -63,9 +63,8 @@ class RestoreSubmission(Preprocessor):
             if path.exists():
                 sources[name] = path
         submitted = Path(resources["metadata"]["path"]) / f"{notebook}.ipynb"
-        try:
-            restored, notes = load_submission(submitted, release, sources[assignment], sources,
-                                              assignment=assignment)
+        try:  # in a child process under a time and memory limit, as the batch grader restores
+            restored, notes = restore_limited(submitted, release, sources, assignment)
         except Unusable as error:
             raise CannotGrade(f"{student}: cannot grade {submitted}: {error.reason}") from None
         for note in notes:

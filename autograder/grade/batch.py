@@ -19,7 +19,9 @@
 
 Re-running skips submissions whose file is unchanged since they were graded
 (before restoring them, and without starting the sandbox when nothing is
-left to do), unless ``--force``.
+left to do), unless ``--force``; a file that restoring refused keeps its
+reason while its bytes are unchanged (``refused.json``), so it is not
+restored again either.
 """
 import hashlib
 import json
@@ -38,6 +40,7 @@ from .. import course
 from . import trusted
 from . import report
 from .intake import collect, read_roster, restore_entries, roster_missing
+from .intake.collect import NEEDS_ROSTER
 from .gradebook import setup_lock
 from .nbgrader_cli import nbgrader
 from .sandbox.pool import Limits, Pool, bwrap_available
@@ -162,6 +165,16 @@ def _input_key(entry, assignment):
     return digest.hexdigest()
 
 
+def _read_refused(work):
+    """{input key: reason} of the files restoring refused in the last run."""
+    path = work / "refused.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _write_refused(work, refused):
+    (work / "refused.json").write_text(json.dumps(refused, indent=1, sort_keys=True))
+
+
 def _cached(work, course_dir, assignment, student, field, key):
     """The saved verdict for ``student`` if its ``field`` is ``key`` and nbgrader graded it; else None."""
     path = work / "verdicts" / f"{student}.json"
@@ -171,6 +184,14 @@ def _cached(work, course_dir, assignment, student, field, key):
     return saved if saved.get(field) == key else None
 
 
+def _scripts_on_path():
+    """nbgrader's Gradebook runs ``alembic`` by name when it creates a gradebook: this environment's
+    scripts must be on PATH, also when its Python is called by its full path without activating it."""
+    scripts = os.path.dirname(sys.executable)
+    if scripts not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join([scripts, os.environ.get("PATH", "")])
+
+
 def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, force=False,
           limits=None, sandbox=True, progress=True, scheduler=None, db_url=None):
     """Grade everything in ``inputs``; returns the run's rows (:class:`Rows`).
@@ -178,6 +199,7 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
     ``scheduler``: a Dask scheduler's address (or a Dask cluster object), to run the submissions on its workers;
     ``db_url``: the gradebook's database (default: nbgrader's configured one)."""
     course_dir = Path(course_dir).resolve()
+    _scripts_on_path()
     limits = limits or Limits()
     db_url = course.db_url(course_dir, db_url)
     if scheduler is None:
@@ -191,9 +213,12 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
     state = report.State(work)
     entries = collect(inputs, assignment, roster=roster, workdir=work / "intake")
     messages = report.remove_ghosts(course_dir, db_url, assignment, state, entries)
+    known, refused = ({} if force else _read_refused(work)), {}
     fresh, input_keys = [], {}
     for entry in entries:
         key = entry.sha256 and _input_key(entry, assignment)
+        if entry.reason is None and key in known:
+            entry.reason = refused[key] = known[key]
         if (force or entry.reason is not None or entry.student_id not in state.rows
                 or not _cached(work, course_dir, assignment, entry.student_id, "input_key", key)):
             input_keys[id(entry)] = key
@@ -236,6 +261,7 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
             recorder.close()
     else:
         items = restore_entries(fresh, assignment, course_dir)  # files that cannot be graded: no work
+    _write_refused(work, refused | {input_keys[id(i.entry)]: i.reason for i in items if i.refused})
     maxima = course.max_scores(assignment)
     scores = report.gradebook_scores(db_url, assignment)
     by_entry = {id(item.entry): item for item in items}
@@ -255,5 +281,9 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
     skipped = sum(r["this_run"] == "unchanged, skipped" for r in rows)
     if skipped:
         messages.insert(0, f"{skipped} unchanged, skipped (--force regrades them)")
+    unnamed = [r["input"] for r in rows if NEEDS_ROSTER in r["notes"]]
+    if unnamed:
+        messages.append(f"{len(unnamed)} files name no student ({', '.join(unnamed)}): their ids come from the "
+                        "assignment's name; grade with a roster (--roster) to say whose they are")
     rows.messages = messages + report.write(work, course_dir, db_url, assignment, rows, state, roster)
     return rows

@@ -9,13 +9,30 @@ nbgrader's page then lists one identical "Test cell" link per graded cell
 and leaves the decisive message somewhere below, on one line that runs off
 the page. ``PartSummary`` puts a table at the top instead: each part of the
 assignment, its points, and what the grader said about it (the messages of
-its graded cells' outputs, failures first); the course's template
-(``templates/resnet_feedback``) hides nbgrader's list and wraps outputs.
+its graded cells' outputs, failures first, then what passed); the course's
+template (``templates/resnet_feedback``) hides nbgrader's list and wraps
+outputs. The summary is HTML built here from escaped strings and put on the
+page by the template as it is, never through Markdown, so no message (a
+blank line, a link, a tag) can end it or add to it; a student cannot mark a
+cell of their own as the summary (the mark is removed from every other cell).
+
+Everything else a student wrote is inert wherever it is rendered:
+nbgrader_config.py replaces the HTML exporter's ``markdown2html`` and
+``clean_html`` filters by :func:`markdown2html` and :func:`clean_html`
+below, for the feedback pages and for any page nbgrader renders with this
+course's configuration. They keep text, headings, lists, tables, code,
+links (http, https, mailto, in-page) and embedded ``data:`` images, and
+escape the rest: no script, event handler, style, iframe, form, remote
+image or ``javascript:`` link.
 """
 import html
+import re
 from pathlib import Path
 
+import bleach
 import nbformat
+from jinja2 import pass_context
+from nbconvert.filters.markdown_mistune import InvalidNotebook, IPythonRenderer, MarkdownWithMath
 from nbconvert.preprocessors import Preprocessor
 from nbgrader import utils
 from nbgrader.preprocessors import ClearHiddenTests
@@ -38,6 +55,49 @@ class ClearHiddenTestsInTestCells(ClearHiddenTests):
 
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+SUMMARY_MARK = "resnet_part_summary"   # cell metadata of the summary cell, set by PartSummary alone
+
+TAGS = {"p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "a", "abbr", "b", "strong", "i", "em", "code",
+        "pre", "blockquote", "ul", "ol", "li", "dl", "dt", "dd", "table", "thead", "tbody", "tr", "th", "td",
+        "span", "div", "img", "sup", "sub", "del", "s", "kbd"}
+
+
+def _attribute_allowed(tag, name, value):
+    if tag == "a":
+        return (name == "title" or (name == "href" and value.startswith(("http://", "https://", "mailto:", "#")))
+                or (name == "class" and value == "anchor-link"))
+    if tag == "img":
+        return name in ("alt", "title") or (name == "src" and value.startswith("data:image/"))
+    if tag in ("h1", "h2", "h3", "h4", "h5", "h6"):
+        return name == "id"
+    if tag == "code":
+        return name == "class" and value.startswith("language-")
+    if tag == "div":   # code blocks: "highlight hl-ipython3"
+        return name == "class" and all(c == "highlight" or c.startswith("hl-") for c in value.split())
+    if tag == "span":   # pygments' short token classes
+        return name == "class" and bool(re.fullmatch(r"[a-z0-9]{1,3}", value))
+    return tag in ("th", "td") and name == "align"
+
+
+def clean_html(text):
+    """Student-controlled HTML made inert: allowed tags and attributes kept, every other tag escaped."""
+    text = text.decode() if isinstance(text, bytes) else str(text)
+    return bleach.clean(text, tags=TAGS, attributes=_attribute_allowed,
+                        protocols={"http", "https", "mailto", "data"}, strip_comments=True)
+
+
+@pass_context
+def markdown2html(context, source):
+    """nbconvert's Markdown rendering (math and cell attachments included), then :func:`clean_html`.
+
+    A cell nbconvert cannot render (it names an attachment it does not have) is shown as its text."""
+    cell = context.get("cell", {})
+    renderer = IPythonRenderer(escape=False, attachments=cell.get("attachments", {}), embed_images=False,
+                               anchor_link_text="¶")
+    try:
+        return clean_html(MarkdownWithMath(renderer=renderer).render(source))
+    except InvalidNotebook:
+        return f"<pre>{html.escape(source)}</pre>"
 
 
 class ShortTracebacks(Preprocessor):
@@ -64,11 +124,19 @@ def _said(cell):
     return failed, messages
 
 
+RAISED = "your code raised "
+NUMBERS = re.compile(r"\[[\d,\s]*\]|\(\s*\d[\d,\s]*\)|\d+")
+
+
 def summary_rows(nb, parts):
-    """[(part, first grade_id, score, points, [message])] for the parts of ``parts`` (see course.parts_of)."""
+    """[(part, first grade_id, score, points, [message])] for the parts of ``parts`` (see course.parts_of).
+
+    A part's messages: what failed, then what passed, so that "2 / 10" says what earned the 2. An error
+    the student's code raised is quoted once; later checks that ran into it again (the same error but
+    for the numbers and shapes) refer to it."""
     cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells
              if c.metadata.get("nbgrader", {}).get("grade")}
-    rows = []
+    rows, quoted = [], {}
     for part, grade_ids in parts:
         score = points = 0.0
         failures, passes = [], []
@@ -84,29 +152,44 @@ def summary_rows(nb, parts):
              else passes).extend(m for m in messages if m not in failures + passes)
         if not failures and not passes:
             failures = ["no result was recorded for this part"] if score < points else []
-        rows.append((part, grade_ids[0], score, points, failures or passes))
+        messages = []
+        for message in failures + passes:
+            head, raised, error = message.partition(RAISED)
+            kind = NUMBERS.sub("#", error)   # the same mistake, whatever the shapes of this part's inputs
+            if raised and kind in quoted:
+                where = "" if quoted[kind] == part else f" as in {quoted[kind]}"
+                message = f"{head}{RAISED}the same error{where} (see above)."
+            elif raised:
+                quoted[kind] = part
+            messages.append(message)
+        rows.append((part, grade_ids[0], score, points, messages))
     return rows
 
 
 class PartSummary(Preprocessor):
-    """Insert the per-part summary as the notebook's first cell (after GetGrades has set the scores)."""
+    """Insert the per-part summary as the notebook's first cell (after GetGrades has set the scores).
+
+    Its source is HTML built from escaped strings; the template puts it on the page as it is (see the
+    module docstring)."""
 
     enabled = True
 
     def preprocess(self, nb, resources):
         from .. import course
         assignment = resources["nbgrader"]["assignment"]
+        for other in nb.cells:   # only the cell made here is the summary
+            other.metadata.pop(SUMMARY_MARK, None)
         if assignment not in course.ASSIGNMENTS:
             return nb, resources
-        lines = ['<table class="part-summary">',
+        lines = ["<h3>Your results, part by part</h3>", '<table class="part-summary">',
                  "<tr><th>part</th><th>points</th><th>what the grader found</th></tr>"]
         for part, anchor, score, points, messages in summary_rows(nb, course.parts_of(course.source_notebook(assignment))):
             state = "full" if score >= points else "partial" if score > 0 else "none"
-            text = "\n".join(html.escape(m) for m in messages)
+            text = "<br>".join(html.escape(m).replace("\n", "<br>") for m in messages)
             lines.append(f'<tr class="{state}"><td><a href="#{html.escape(anchor)}">{html.escape(part)}</a></td>'
                          f'<td class="points">{score:g} / {points:g}</td><td class="message">{text}</td></tr>')
         lines.append("</table>")
-        cell = nbformat.v4.new_markdown_cell("### Your results, part by part\n\n" + "\n".join(lines))
-        cell.metadata["resnet_part_summary"] = True
+        cell = nbformat.v4.new_markdown_cell("".join(lines))
+        cell.metadata[SUMMARY_MARK] = True
         nb.cells.insert(0, cell)
         return nb, resources

@@ -15,8 +15,16 @@ assignment:
   Canvas's gradebook import (scores scaled to its "Points Possible").
 
 A student with no usable notebook (a file that could not be read, an
-ambiguous roster match, no submission) gets a blank score in the LMS files,
-never a 0, and is listed in the run's messages.
+ambiguous roster match, no submission) gets a blank score, never a 0, in
+every file, and is listed in the run's messages. Such rows describe one
+run only: the next run drops them from ``students.json`` (and so from
+``grades.csv`` and ``scores.csv``), so a stray file named ``empty.ipynb``
+does not become a permanent student.
+
+Every CSV written here has a fixed column order, and no cell that a
+spreadsheet would read as a formula: text starting with ``=``, ``+``,
+``-``, ``@``, a tab or a carriage return gets a leading ``'`` (numbers,
+negative ones included, stay numbers).
 
 Ids a roster re-maps do not linger: a student id from an earlier run whose
 input file (the same path, as given) now belongs to another id is removed
@@ -25,6 +33,7 @@ from the gradebook, ``submitted/``, ``autograded/``, ``feedback/`` and
 """
 import csv
 import json
+import re
 import shutil
 import time
 
@@ -34,6 +43,25 @@ from .. import course
 from .intake.collect import CANVAS_COLUMNS, canvas_student_id, canvas_students
 
 NO_SCORE = {"unusable", "error", "missing"}
+NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def cell(value):
+    """A CSV cell no spreadsheet runs as a formula: text starting with = + - @ tab or CR gets a leading '."""
+    text = "" if value is None else str(value)
+    if text[:1] in ("=", "+", "-", "@", "\t", "\r") and not NUMBER.match(text):
+        return "'" + text
+    return text
+
+
+class SafeWriter:
+    """csv.writer whose every cell goes through :func:`cell`."""
+
+    def __init__(self, f):
+        self.writer = csv.writer(f)
+
+    def writerow(self, row):
+        self.writer.writerow([cell(v) for v in row])
 
 
 def _part_columns(maxima):
@@ -96,11 +124,18 @@ def missing_row(student, maxima):
 
 
 def _row(source, student, status, parts, maxima, notes, this_run):
-    columns = _part_columns(maxima)
+    """A row: no score (blank) unless the notebook was graded; the keys in :func:`row_columns` order."""
+    names = _part_columns(maxima)
     return {"input": source, "student_id": student, "status": status,
-            "score": f"{sum(parts.values()):g}" if parts else "0", "max_score": f"{sum(maxima.values()):g}",
-            **{columns[p]: f"{parts[p]:g}" if parts else "0" for p in maxima},
+            "score": f"{sum(parts.values()):g}" if parts else "", "max_score": f"{sum(maxima.values()):g}",
+            **{names[p]: f"{parts[p]:g}" if parts else "" for p in maxima},
             "notes": "; ".join(n for n in notes if n), "this_run": this_run}
+
+
+def row_columns(maxima):
+    """The columns of the run files and grades.csv, always in this order."""
+    return ["input", "student_id", "status", "score", "max_score", *_part_columns(maxima).values(), "notes",
+            "this_run"]
 
 
 class State:
@@ -161,7 +196,10 @@ def write(work, course_dir, db_url, assignment, run_rows, state, roster=None):
     while run_file.exists():
         n += 1
         run_file = work / "runs" / f"{stamp}-{n}.csv"
-    _write_csv(run_file, run_rows)
+    fields = row_columns(maxima)
+    _write_csv(run_file, run_rows, fields)
+    for student in [s for s, row in state.rows.items() if row["status"] in NO_SCORE]:
+        del state.rows[student]   # rows without a score describe their own run only
     for row in run_rows:
         state.rows[row["student_id"]] = row
     scores = gradebook_scores(db_url, assignment)
@@ -178,10 +216,10 @@ def write(work, course_dir, db_url, assignment, run_rows, state, roster=None):
             row.update(status="error", notes="no grade in the gradebook any more")
     state.save()
     everyone = [state.rows[s] for s in sorted(state.rows)]
-    _write_csv(work / "grades.csv", everyone, drop=("this_run",))
+    _write_csv(work / "grades.csv", everyone, [c for c in fields if c != "this_run"])
     graded = [r for r in everyone if r["status"] == "graded"]
     with open(work / "pass_rates.csv", "w", newline="") as f:
-        writer = csv.writer(f)
+        writer = SafeWriter(f)
         writer.writerow(["part", "max_score", "full_marks", "graded", "pass_rate"])
         for p in maxima:
             full = sum(float(r[columns[p]]) == maxima[p] for r in graded)
@@ -190,7 +228,7 @@ def write(work, course_dir, db_url, assignment, run_rows, state, roster=None):
                not_graded=len(everyone) - len(graded))
     blank = {r["student_id"]: r["status"] for r in everyone if r["status"] in NO_SCORE}
     with open(work / "scores.csv", "w", newline="") as f:
-        writer = csv.writer(f)
+        writer = SafeWriter(f)
         writer.writerow(["student_id", "score"])
         for r in everyone:
             writer.writerow([r["student_id"], "" if r["student_id"] in blank else r["score"]])
@@ -226,7 +264,7 @@ def canvas_import(roster, target, assignment, rows, blank, total_max):
         scale = 1.0
     keep = [c for c in header if c in CANVAS_COLUMNS or c == "Integration ID"] + [column]
     with open(target, "w", newline="") as f:
-        writer = csv.writer(f)
+        writer = SafeWriter(f)
         writer.writerow(keep)
         for record in canvas_students(iter(records)):
             sid = canvas_student_id(record)
@@ -239,12 +277,12 @@ def canvas_import(roster, target, assignment, rows, blank, total_max):
             f"{total_max * scale:g}){note}"]
 
 
-def _write_csv(path, rows, drop=()):
-    fields = [k for k in (rows[0] if rows else {"input": ""}) if k not in drop]
+def _write_csv(path, rows, fields):
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+        writer = SafeWriter(f)
+        writer.writerow(fields)
+        for row in rows:
+            writer.writerow([row.get(field, "") for field in fields])
 
 
 def _histogram(path, assignment, totals, total_max, not_graded):

@@ -7,29 +7,38 @@ Two steps, usable on their own:
   file, copied under a work folder, with a valid unique student id;
 * :func:`load_submission` (``restore.py``): one file -> ``(notebook,
   notes)`` rebuilt on the release's skeleton, or :class:`Unusable` with a
-  one-line reason.
+  one-line reason; :func:`restore_limited` (``limited.py``) does the same
+  in a child process under a time and memory limit.
 
-:func:`intake` chains them for one assignment of this course.
+:func:`intake` chains them for one assignment of this course, restoring
+each file under limits, several at a time; any failure with one file
+becomes that file's reason.
 """
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
 from .collect import Entry, collect, read_roster, roster_missing, slug
+from .limited import LimitExceeded, Limits, restore_limited
 from .restore import Unusable, load_submission
 
-__all__ = ["Entry", "Intake", "Unusable", "collect", "intake", "load_submission", "read_roster",
-           "restore_entries", "roster_missing", "slug"]
+__all__ = ["Entry", "Intake", "Limits", "Unusable", "collect", "intake", "load_submission", "read_roster",
+           "restore_entries", "restore_limited", "roster_missing", "slug"]
 
 
 @dataclass
 class Intake:
-    """One received file after intake: ``notebook`` is None exactly when ``reason`` says why."""
+    """One received file after intake: ``notebook`` is None exactly when ``reason`` says why;
+    ``refused``: restoring the file (not collecting it) gave that reason, and would give it again
+    (not a time limit a busy machine may have caused)."""
     entry: Entry
     notebook: nbformat.NotebookNode | None = None
     reason: str | None = None
     notes: list[str] = field(default_factory=list)
+    refused: bool = False
 
     @property
     def student_id(self):
@@ -44,24 +53,26 @@ def intake(inputs, assignment, workdir, roster=None, course_dir=None):
     return restore_entries(collect(inputs, assignment, roster=roster, workdir=workdir), assignment, course_dir)
 
 
-def restore_entries(entries, assignment, course_dir=None):
-    """[Intake] for collected entries: each usable file restored on the release's skeleton."""
+def restore_entries(entries, assignment, course_dir=None, limits=Limits()):
+    """[Intake] for collected entries: each usable file restored on the release's skeleton, in a
+    limited child process (``limited.py``), as many at a time as there are cores."""
     from ... import course
     root = Path(course_dir) if course_dir else course.ROOT
-    release = nbformat.read(root / "release" / assignment / f"{assignment}.ipynb", as_version=4)
-    sources = {a: nbformat.read(root / "source" / a / f"{a}.ipynb", as_version=4)
-               for a in course.ASSIGNMENTS if (root / "source" / a / f"{a}.ipynb").exists()}
-    results = []
-    for entry in entries:
+    release = root / "release" / assignment / f"{assignment}.ipynb"
+    sources = {a: root / "source" / a / f"{a}.ipynb" for a in course.ASSIGNMENTS
+               if (root / "source" / a / f"{a}.ipynb").exists()}
+
+    def one(entry):
         result = Intake(entry, notes=list(entry.notes))
         if entry.reason:
             result.reason = entry.reason
-        else:
-            try:
-                result.notebook, notes = load_submission(entry.path, release, sources[assignment], sources,
-                                                         assignment=assignment)
-                result.notes += notes
-            except Unusable as error:
-                result.reason = error.reason
-        results.append(result)
-    return results
+            return result
+        try:
+            result.notebook, notes = restore_limited(entry.path, release, sources, assignment, limits)
+            result.notes += notes
+        except Unusable as error:
+            result.reason, result.refused = error.reason, not isinstance(error, LimitExceeded)
+        return result
+
+    with ThreadPoolExecutor(os.cpu_count() or 1) as threads:
+        return list(threads.map(one, entries))

@@ -71,7 +71,12 @@ A slug keeps ASCII letters and digits (accents are dropped: ``José`` ->
 valid nbgrader student ids (letters, digits, ``_``, ``-``). Ids are unique
 within the batch: a repeated id gets a suffix ``_2``, ``_3``, ... (in input
 order, notebooks before other files, roster ids first) and the entry a note
-saying so.
+saying so. But an id taken from file names is never first come, first
+served: when two notebooks without a roster match give the same id
+(``bob.ipynb`` and ``Copy of bob.ipynb``), both are ``error`` entries whose
+reason names the files, as for an ambiguous roster match. A file whose name
+names no student (``resnet18.ipynb``, the name the student guide asks for)
+gets a note that a roster is needed (:data:`NEEDS_ROSTER`).
 """
 import csv
 import hashlib
@@ -93,6 +98,7 @@ JUNK_DIRS = {"__macosx", ".ipynb_checkpoints"}
 CANVAS = re.compile(r"^(?P<login>[^_]+?)(?P<late>_LATE)?_(?P<user>\d+)_(?P<sub>\d+)_(?P<name>.+)$", re.I)
 MOODLE = re.compile(r"^(?P<name>.+?)_(?P<number>\d+)_assignsubmission_(?P<plugin>[a-z]+)_$", re.I)
 STUDENT_ID = re.compile(r"^[A-Za-z0-9_-]+$")
+NEEDS_ROSTER = "the file name names no student: grade with a roster (--roster) to say whose file it is"
 
 
 @dataclass
@@ -240,9 +246,10 @@ def _nbgrader_index(parts, root_name):
 
 
 def _identify(members, root_name, assignment):
-    """[(member, kind, id, late)] for the members that count, in input order."""
+    """[(member, kind, id, late, named)] for the members that count, in input order; ``named``: the id
+    comes from something that names the student (not only the assignment's name)."""
     nbg = [m for m in members if _nbgrader_index(m.parts, root_name) is not None]
-    out = []
+    out = []   # (member, kind, id, late, named)
     if nbg:
         # An nbgrader tree: only this assignment's files; nbgrader's own timestamp.txt is not a submission.
         for m in nbg:
@@ -250,21 +257,21 @@ def _identify(members, root_name, assignment):
             student, assign, name = m.parts[i + 1:i + 4]
             if assign != assignment or name == "timestamp.txt":
                 continue
-            out.append((m, "nbgrader", student, False))
+            out.append((m, "nbgrader", student, False, True))
         return out
     for m in members:
         moodle = MOODLE.match(m.parts[0]) if len(m.parts) > 1 else None
         canvas = CANVAS.match(m.parts[-1])
         if moodle:
-            out.append((m, "moodle", moodle["number"] or slug(moodle["name"]), False))
+            out.append((m, "moodle", moodle["number"] or slug(moodle["name"]), False, True))
         elif canvas and len(m.parts) == 1:
-            out.append((m, "canvas", canvas["login"], bool(canvas["late"])))
+            out.append((m, "canvas", canvas["login"], bool(canvas["late"]), True))
         else:
             stem = m.parts[-1].split(".ipynb")[0] if ".ipynb" in m.parts[-1].lower() else Path(m.parts[-1]).stem
             sid = clean_stem(stem, assignment)
             if not sid and len(m.parts) > 1:
                 sid = clean_stem(m.parts[-2], assignment) or slug(m.parts[-2])
-            out.append((m, "file", sid or slug(stem), False))
+            out.append((m, "file", sid or slug(stem), False, bool(sid)))
     return out
 
 
@@ -410,7 +417,7 @@ def collect(inputs, assignment, roster=None, workdir=None):
     files_dir = Path(workdir) / "files"
     files_dir.mkdir(parents=True, exist_ok=True)
 
-    found = []   # (member, kind, rule_id, late)
+    found = []   # (member, kind, rule_id, late, named)
     open_zips = []
     try:
         for item in inputs:
@@ -426,7 +433,7 @@ def collect(inputs, assignment, roster=None, workdir=None):
                     zf = zipfile.ZipFile(path)
                 except (zipfile.BadZipFile, OSError) as error:
                     found.append((_Member((path.name,), label, reason=f"not a valid zip file ({error})"),
-                                  "file", slug(path.stem) or "file", False))
+                                  "file", slug(path.stem) or "file", False, True))
                     continue
                 open_zips.append(zf)
                 found += _identify(_zip_members(zf, label), path.stem, assignment)
@@ -436,7 +443,7 @@ def collect(inputs, assignment, roster=None, workdir=None):
 
         # Extract in input order, bounding each zip's total.
         entries, zip_totals = [], {}
-        for n, (m, kind, rule_id, late) in enumerate(found, start=1):
+        for n, (m, kind, rule_id, late, named) in enumerate(found, start=1):
             entry = Entry(source=m.source, student_id=rule_id, path=None, sha256=None, kind=kind,
                           reason=m.reason, late=late)
             name = m.parts[-1]
@@ -472,20 +479,41 @@ def collect(inputs, assignment, roster=None, workdir=None):
                     entry.notes.append(note)
             if not STUDENT_ID.match(entry.student_id or ""):
                 entry.student_id = slug(entry.student_id or "") or "student"
+            if not named and entry.roster_id is None and entry.reason is None:
+                entry.notes.append(NEEDS_ROSTER)
             entries.append(entry)
     finally:
         for zf in open_zips:
             zf.close()
     _ambiguous_owners(entries)
+    _ambiguous_names(entries)
     _deduplicate(entries)
     return entries
+
+
+def _ambiguous_names(entries):
+    """Notebooks without a roster match that give the same id: error entries naming each other, so
+    that a copy of someone's notebook cannot take that someone's id by sorting first."""
+    by_id = {}
+    for e in entries:
+        if e.reason is None and e.roster_id is None:
+            by_id.setdefault(e.student_id, []).append(e)
+    for sid, group in by_id.items():
+        if len(group) > 1:
+            names = ", ".join(e.source for e in group)
+            for e in group:
+                e.reason = (f"ambiguous: {len(group)} files give the student id {sid} ({names}): "
+                            "grade with a roster (--roster) that names each file's student")
+                e.status = "error"
 
 
 def _deduplicate(entries):
     """Make ids unique: notebooks get first pick (those the roster named first), then other files,
     each in input order."""
     taken = {}
-    order = sorted(range(len(entries)), key=lambda i: (entries[i].reason is not None, entries[i].roster_id is None, i))
+    def not_a_notebook(e):   # error entries are notebooks too (ambiguous ones)
+        return e.reason is not None and e.status != "error"
+    order = sorted(range(len(entries)), key=lambda i: (not_a_notebook(entries[i]), entries[i].roster_id is None, i))
     for i in order:
         e = entries[i]
         base, n = e.student_id, 1

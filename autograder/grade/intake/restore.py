@@ -9,6 +9,14 @@ Reading:
 
 * empty file, not UTF-8, invalid JSON (with its line), JSON that is not a
   notebook, nbformat 1 or 2, or a file over ``MAX_BYTES`` -> Unusable.
+* what is parsed is bounded, so that no file can make restoring slow or
+  hungry: JSON nested deeper than ``MAX_DEPTH`` (checked without recursion),
+  more than ``MAX_CELLS`` cells or a cell's source over ``MAX_CELL_CHARS``
+  -> Unusable; code over ``AST_MAX_CHARS`` is read with a regex, not ``ast``
+  (``ast.parse`` takes about 600 bytes of memory per byte of code). The
+  matching below is n log n in the number of cells. Both front doors run
+  this module in a child process under a time and memory limit
+  (``limited.py``), and any failure while restoring becomes Unusable.
 * nbformat 3 is upgraded to 4 ("converted from nbformat 3").
 * outputs are kept unless all outputs and attachments of the kept cells
   come to more than ``MAX_OUTPUT_BYTES``; then all are removed ("outputs
@@ -41,6 +49,7 @@ not resnet18"), one that fits none likewise ("no cell of the resnet18
 notebook found").
 """
 import ast
+import bisect
 import copy
 import difflib
 import json
@@ -53,6 +62,10 @@ import nbformat
 
 MAX_BYTES = 200 * 1024 ** 2
 MAX_OUTPUT_BYTES = 5 * 1024 ** 2
+MAX_DEPTH = 64             # JSON nesting; a notebook needs about 8, widget state a few more
+MAX_CELLS = 5000
+MAX_CELL_CHARS = 1024 ** 2  # one cell's source
+AST_MAX_CHARS = 100_000     # code read with ast; longer cells with a regex
 NEAR = 0.9             # difflib ratio for "the same cell, slightly edited"
 MIN_NEAR_CHARS = 20    # shorter cells must match exactly
 STUB_SIMILAR = 0.9     # an untouched stub
@@ -107,6 +120,8 @@ def read_notebook_dict(path):
     except RecursionError:
         raise Unusable("not a notebook: JSON nested too deeply") from None
     del text
+    if _depth_exceeds(data, MAX_DEPTH):
+        raise Unusable(f"not a notebook: JSON nested more than {MAX_DEPTH} levels deep")
     if not isinstance(data, dict) or not ("cells" in data or "worksheets" in data):
         raise Unusable("not a notebook: JSON without notebook cells")
     notes = []
@@ -122,12 +137,37 @@ def read_notebook_dict(path):
         notes.append("converted from nbformat 3")
     if not isinstance(data.get("cells"), list):
         raise Unusable("not a notebook: JSON without notebook cells")
+    _check_cells(data["cells"])
     try:
         # Multi-line strings as one string each, as nbformat.read gives them.
         data = nbformat.v4.rwbase.rejoin_lines(nbformat.from_dict(data))
     except Exception:  # noqa: BLE001 (malformed cells are dealt with one by one later)
         pass
     return data, notes
+
+
+def _depth_exceeds(data, limit):
+    """Whether JSON data nests deeper than ``limit``; iterative, so any depth is safe to check."""
+    stack = [(data, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
+
+
+def _check_cells(cells):
+    """Unusable when there are more cells, or longer ones, than a notebook of this course can need."""
+    if len(cells) > MAX_CELLS:
+        raise Unusable(f"not gradable: {len(cells)} cells (limit {MAX_CELLS})")
+    for n, cell in enumerate(cells, start=1):
+        source = cell.get("source", "") if isinstance(cell, dict) else ""
+        size = sum(len(s) for s in source if isinstance(s, str)) if isinstance(source, list) else len(str(source))
+        if size > MAX_CELL_CHARS:
+            raise Unusable(f"not gradable: cell {n} holds {size / 1024 ** 2:.1f} M characters "
+                           f"(limit {MAX_CELL_CHARS // 1024 ** 2} M)")
 
 
 # --- cells ----------------------------------------------------------------------
@@ -138,6 +178,8 @@ TOP_DEF = re.compile(r"^(?:async[ \t]+def|def|class)[ \t]+([A-Za-z_]\w*)", re.M)
 
 def defined_names(text):
     """Top-level names a code cell defines (def, class, simple assignment)."""
+    if len(text) > AST_MAX_CHARS:
+        return set(TOP_DEF.findall(text))
     try:
         tree = ast.parse(MAGIC.sub("", text))
     except (SyntaxError, ValueError, RecursionError, MemoryError):
@@ -265,17 +307,19 @@ def fit(cells, nb):
 
 
 def _lis(pairs):
-    """The longest run of (student index, release index) pairs increasing in both; pairs sorted by student index."""
-    if not pairs:
-        return []
-    best = [1] * len(pairs)
-    prev = [-1] * len(pairs)
-    for j in range(len(pairs)):
-        for i in range(j):
-            if pairs[i][1] < pairs[j][1] and best[i] + 1 > best[j]:
-                best[j], prev[j] = best[i] + 1, i
-    j = max(range(len(pairs)), key=lambda k: (best[k], k))
-    out = []
+    """The longest run of (student index, release index) pairs increasing in both; pairs sorted by student index.
+
+    Patience sorting, n log n: a student may paste a locked cell thousands of times."""
+    tails, tail_at, prev = [], [], [-1] * len(pairs)   # tails[k]: least release index ending a run of k + 1
+    for j, (_, r) in enumerate(pairs):
+        k = bisect.bisect_left(tails, r)
+        prev[j] = tail_at[k - 1] if k else -1
+        if k == len(tails):
+            tails.append(r)
+            tail_at.append(j)
+        elif r < tails[k]:          # on a tie the earlier copy stays, as it runs first
+            tails[k], tail_at[k] = r, j
+    out, j = [], tail_at[-1] if tail_at else -1
     while j != -1:
         out.append(pairs[j])
         j = prev[j]
@@ -303,7 +347,21 @@ def load_submission(path, release_nb, source_nb, all_source_nbs, assignment=None
     ``release_nb``/``source_nb``: this assignment's release and source
     notebooks (NotebookNode or path); ``all_source_nbs``: {assignment:
     source notebook or path} of every assignment, this one included.
+    Whatever goes wrong with the student's file is Unusable with its reason:
+    one file never stops the others.
     """
+    try:
+        return _load_submission(path, release_nb, source_nb, all_source_nbs, assignment)
+    except (Unusable, MemoryError):
+        raise
+    except RecursionError:
+        raise Unusable("not gradable: its structure is nested too deeply to restore") from None
+    except Exception as error:  # noqa: BLE001 (a hostile file may break any library on the way)
+        detail = (str(error).strip().splitlines() or [""])[0][:200]
+        raise Unusable(f"could not be restored ({type(error).__name__}: {detail})") from None
+
+
+def _load_submission(path, release_nb, source_nb, all_source_nbs, assignment):
     release = _as_notebook(release_nb)
     sources = {name: _as_notebook(nb) for name, nb in all_source_nbs.items()}
     name = _assignment_name(source_nb, all_source_nbs, assignment)
@@ -348,6 +406,7 @@ def rebuild(cells, release):
 
     # 1. Locked matches: by grade_id, else by content.
     locked_pairs, by_id_solution, via_content = [], {}, set()
+    last = -1   # the highest release index matched so far
     for c in cells:
         r = by_gid.get(c.grade_id)
         if r is not None and rcells[r].cell_type == c.cell_type:
@@ -355,14 +414,15 @@ def rebuild(cells, release):
                 by_id_solution.setdefault(r, []).append(c)
             else:
                 locked_pairs.append((c.index, r))
+                last = max(last, r)
             continue
         if not c.text:
             continue
         hits = _match_locked(c, release, texts)
         if hits:
-            last = max((p[1] for p in locked_pairs), default=-1)
             r = next((h for h in hits if h > last), hits[0])
             locked_pairs.append((c.index, r))
+            last = max(last, r)
             via_content.add(c.index)
     anchors = _lis(locked_pairs)
     anchor_of = dict(anchors)                  # student index -> release index
@@ -486,6 +546,7 @@ def rebuild(cells, release):
     out.nbformat_minor = max(release.get("nbformat_minor", 5), 5)
     taken_ids = {c.get("id") for c in rcells}
     n_extra = 0
+    dropped_meta = []
 
     def extra(c):
         nonlocal n_extra
@@ -496,7 +557,11 @@ def rebuild(cells, release):
             if isinstance(c.raw.get("metadata"), dict) else {}
         make = {"code": nbformat.v4.new_code_cell, "markdown": nbformat.v4.new_markdown_cell,
                 "raw": nbformat.v4.new_raw_cell}[c.cell_type]
-        cell = make(source=c.source, metadata=meta)
+        try:
+            cell = make(source=c.source, metadata=meta)
+        except nbformat.ValidationError:   # e.g. a tag holding a comma, which JupyterLab lets one type
+            cell = make(source=c.source)
+            dropped_meta.append(cell)
         cell.id = f"extra-{n_extra}"
         _copy_outputs(c, cell)
         return cell
@@ -513,6 +578,9 @@ def rebuild(cells, release):
         out.cells.append(cell)
         for c in extras.get(r, []):
             out.cells.append(extra(c))
+    if dropped_meta:
+        notes.append(f"metadata of {len(dropped_meta)} of your own cells was not valid (e.g. a tag holding a "
+                     "comma): left out")
     return out, notes
 
 
