@@ -163,7 +163,7 @@ def cells(assignment, variant="release"):
     setup = nbformat.v4.new_code_cell(setup_source(), id=SETUP_ID,
                                       metadata=_locked_metadata(SETUP_ID, variant, {"cellView": "form"}))
     first = [badge, setup]
-    sources = nbformat.v4.new_markdown_cell(SOURCES, id=SOURCES_ID, metadata=_locked_metadata(SOURCES_ID, variant))
+    sources = nbformat.v4.new_markdown_cell(SOURCES.rstrip("\n"), id=SOURCES_ID, metadata=_locked_metadata(SOURCES_ID, variant))
     if variant == "self-study":
         return first, [sources]  # not submitted: nothing to check
     submit = nbformat.v4.new_markdown_cell(submit_text_source(assignment), id=SUBMIT_TEXT_ID,
