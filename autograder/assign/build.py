@@ -19,6 +19,7 @@ The tests rebuild both into a temporary folder and fail if the committed
 copies differ.
 """
 import ast
+import os
 import re
 import shutil
 import textwrap
@@ -52,6 +53,9 @@ BOOK_WORDING = [(re.compile(r" \(\d+ points?\)"), ""),
 CHECK_IMPORT = re.compile(r"^from autograder\.student\.checks import \w+ as check\n", re.M)
 CHECK_CALL = re.compile(r"^check\.\w+\(.*\)$")
 GRADING_FLAG = "NBGRADER_EXECUTION"
+# The book's figures are drawn into the notebook whatever backend the build's own environment names
+# (the test set-up exports MPLBACKEND=Agg, which would leave every plot cell without its picture).
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
 
 def refresh_boilerplate():
@@ -132,9 +136,10 @@ def self_study(source_nb):
 
 
 def execute(nb, cwd):
-    """Run every cell not tagged skip-execution, as a reader would see it."""
+    """Run every cell not tagged skip-execution, as a reader would see it, figures included."""
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(cwd)}},
-                   skip_cells_with_tag="skip-execution", record_timing=False).execute()
+                   skip_cells_with_tag="skip-execution", record_timing=False).execute(
+        env={**os.environ, "MPLBACKEND": INLINE_BACKEND})
     # One output per stream, however the kernel happened to flush it: rebuilds give the same file.
     CoalesceStreamsPreprocessor().preprocess(nb, {})
     return nb
