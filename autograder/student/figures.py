@@ -118,10 +118,10 @@ def preact_diagram(use_projection):
     """The pre-activation bottleneck (notebook 2, ``PreActBottleneck``): the projection, when there
     is one, reads the pre-activated input; the identity shortcut reads X itself."""
     branch = ("conv 1x1\nc, stride s", "BN", "ReLU", "conv 3x3\nc", "BN", "ReLU", "conv 1x1\n4c")
-    if use_projection:
-        return Diagram("pre-activation bottleneck, projection", ("BN", "ReLU"), branch,
-                       ("conv 1x1\n4c, stride s",), ())
-    return Diagram("pre-activation bottleneck, identity", (), ("BN", "ReLU") + branch, (), ())
+    projection = Diagram("pre-activation bottleneck, projection", ("BN", "ReLU"), branch,
+                         ("conv 1x1\n4c, stride s",), ())
+    identity = Diagram("pre-activation bottleneck, identity", (), ("BN", "ReLU") + branch, (), ())
+    return projection if use_projection else identity
 
 
 def _box(ax, x, y, text, width, colour):
