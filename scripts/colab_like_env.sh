@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make (once) and print the path of a Colab-like Python: Python 3.12 with
-# NumPy 2.x, SciPy, pandas, matplotlib and IPython 9 preinstalled, the way
+# NumPy 2.x, SciPy, scikit-learn, pandas, matplotlib and IPython 9 preinstalled, the way
 # today's Google Colab image has them, and none of the course's own stack
 # (no mxnet, no d2l, no nbgrader, no course package). The release notebooks'
 # setup cell then installs mxnet and d2l into it exactly as it does on Colab.
@@ -18,6 +18,7 @@ VENV=${1:-.colab-venv}
 PACKAGES=(
   "${COLAB_LIKE_NUMPY:-numpy==2.0.2}"
   "scipy>=1.13"
+  "scikit-learn>=1.5"
   "pandas>=2.2"
   "matplotlib>=3.9"
   "matplotlib-inline"

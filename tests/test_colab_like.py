@@ -224,9 +224,9 @@ def test_boilerplate_is_idempotent_and_locked(tmp_path):
     twice = boilerplate.apply(nbformat.from_dict(once), "resnet18")
     assert once == twice
     ids = [c.id for c in twice.cells]
-    assert ids[:2] == ["colab-badge", "colab-setup"] and ids[-2:] == ["submit-text", "self-check"]
+    assert ids[:2] == ["colab-badge", "colab-setup"] and ids[-3:] == ["sources", "submit-text", "self-check"]
     assert [i for i in ids if i not in boilerplate.CELL_IDS] == original
-    for cell in twice.cells[:2] + twice.cells[-2:]:
+    for cell in twice.cells[:2] + twice.cells[-3:]:
         meta = cell.metadata["nbgrader"]
         assert meta == {"grade": False, "grade_id": cell.id, "locked": True, "schema_version": 3,
                         "solution": False, "task": False}
@@ -245,7 +245,8 @@ def test_boilerplate_is_idempotent_and_locked(tmp_path):
     derived = boilerplate.apply(build.self_study(with_release_cells), "resnet18", variant="self-study")
     assert not any("nbgrader" in c.metadata for c in derived.cells)
     assert [c.id for c in derived.cells][:2] == ["colab-badge", "colab-setup"]
-    assert derived.cells[-1].id not in boilerplate.CELL_IDS
+    assert [c.id for c in derived.cells][-1] == "sources"  # the book ends with its sources, once
+    assert [c.id for c in derived.cells].count("sources") == 1
 
 
 def test_boilerplate_names_the_unpublished_repository_once():

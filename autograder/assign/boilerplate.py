@@ -10,7 +10,9 @@ again refreshes them instead of adding copies):
    and calls :func:`autograder.student.colab.setup`; anywhere else it does nothing and
    prints nothing. It is plain Python (no ``!pip``) and cannot import the
    package before installing it, hence the few lines of bootstrap;
-3. ``submit-text`` and ``self-check``, the last two cells of the release
+3. ``sources``: the Sources section (:data:`autograder.assign.sources.SOURCES`),
+   after the notebook's own cells in every variant;
+4. ``submit-text`` and ``self-check``, the last two cells of the release
    version: how to submit, and :func:`autograder.student.selfcheck.check_notebook`,
    which says whether the notebook is still gradable.
 
@@ -31,6 +33,7 @@ import copy
 from typing import NamedTuple
 
 from .. import course
+from .sources import SOURCES
 
 
 class Home(NamedTuple):
@@ -51,9 +54,10 @@ UNPUBLISHED = Home("unpublished/resnet-course")
 
 BADGE_ID = "colab-badge"
 SETUP_ID = course.SETUP_CELL_ID
+SOURCES_ID = "sources"
 SUBMIT_TEXT_ID = "submit-text"
 SELF_CHECK_ID = course.SELF_CHECK_CELL_ID
-CELL_IDS = (BADGE_ID, SETUP_ID, SUBMIT_TEXT_ID, SELF_CHECK_ID)
+CELL_IDS = (BADGE_ID, SETUP_ID, SOURCES_ID, SUBMIT_TEXT_ID, SELF_CHECK_ID)
 
 VARIANTS = ("release", "self-study")
 
@@ -159,13 +163,14 @@ def cells(assignment, variant="release"):
     setup = nbformat.v4.new_code_cell(setup_source(), id=SETUP_ID,
                                       metadata=_locked_metadata(SETUP_ID, variant, {"cellView": "form"}))
     first = [badge, setup]
+    sources = nbformat.v4.new_markdown_cell(SOURCES.rstrip("\n"), id=SOURCES_ID, metadata=_locked_metadata(SOURCES_ID, variant))
     if variant == "self-study":
-        return first, []  # not submitted: nothing to check
+        return first, [sources]  # not submitted: nothing to check
     submit = nbformat.v4.new_markdown_cell(submit_text_source(assignment), id=SUBMIT_TEXT_ID,
                                            metadata=_locked_metadata(SUBMIT_TEXT_ID, variant))
     check = nbformat.v4.new_code_cell(self_check_source(assignment), id=SELF_CHECK_ID,
                                       metadata=_locked_metadata(SELF_CHECK_ID, variant))
-    return first, [submit, check]
+    return first, [sources, submit, check]
 
 
 def _is_boilerplate(cell):
@@ -178,9 +183,9 @@ def apply(nb, assignment, variant="release"):
 
     ``nb`` is an nbformat v4 notebook (it is modified in place and returned).
     ``variant="release"`` (for source/ and hence the release) adds the badge
-    and setup cell at the top and the submit text and self-check at the end;
+    and setup cell at the top and the sources, submit text and self-check at the end;
     ``variant="self-study"`` links the badge to ``notebooks/<assignment>.ipynb``
-    and leaves out (removes) the two submission cells.
+    and leaves out (removes) the two submission cells (the sources stay).
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, not {variant!r}")

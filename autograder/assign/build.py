@@ -2,10 +2,13 @@
 
 * ``release/<a>/<a>.ipynb``: the student version, made by nbgrader itself.
 * ``notebooks/<a>.ipynb``: the self-study version, which reads as a book:
-  solutions kept; nbgrader markers, metadata, hidden tests, cells tagged
+  solutions kept; nbgrader markers, metadata, every test cell (hidden or
+  visible) and every cell that only calls the checks, cells tagged
   ``assignment-only``, points and the code branches that only run during
-  grading removed; every cell executed except the ones tagged
-  ``skip-execution`` (they need the real data set).
+  grading removed; exercise wording turned into a book's (headings without
+  "Exercise", "Write ..." as "The code below defines ...", hints as notes);
+  every cell executed except the ones tagged ``skip-execution`` (they need
+  the real data set).
 * ``autograder/student/gradable_cells/<a>.json``: what the notebooks' self-check
   compares a student's notebook with.
 
@@ -16,6 +19,7 @@ The tests rebuild both into a temporary folder and fail if the committed
 copies differ.
 """
 import ast
+import os
 import re
 import shutil
 import textwrap
@@ -37,8 +41,21 @@ HIDDEN_REGION = re.compile(r"^\s*### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS[^
 BOOK_WORDING = [(re.compile(r" \(\d+ points?\)"), ""),
                 (re.compile(r" \(optional, not graded\)"), " (optional)"),
                 (re.compile(r" \(not graded\)"), ""),
-                (re.compile(r"\bIn this assignment\b"), "In this notebook")]
+                (re.compile(r"\bIn this assignment\b"), "In this notebook"),
+                (re.compile(r"\bIn this notebook you\b"), "In this notebook we"),
+                # "### Exercise 1: the `Bottleneck` block" -> "### The `Bottleneck` block"
+                (re.compile(r"^(#+ (?:\d+\. )?)Exercise(?: \d+)?: (\S)", re.M),
+                 lambda m: m.group(1) + m.group(2).upper()),
+                (re.compile(r"\bWrite (the class )?`"), r"The code below defines \1`"),
+                (re.compile(r"\*Hint:\*"), "*Note:*"),
+                (re.compile(r"\(your numbers differ;"), "(the numbers differ from run to run;")]
+# A line that imports the visible checks, and a cell made only of calls to them: the book has no checks.
+CHECK_IMPORT = re.compile(r"^from autograder\.student\.checks import \w+ as check\n", re.M)
+CHECK_CALL = re.compile(r"^check\.\w+\(.*\)$")
 GRADING_FLAG = "NBGRADER_EXECUTION"
+# The book's figures are drawn into the notebook whatever backend the build's own environment names
+# (the test set-up exports MPLBACKEND=Agg, which would leave every plot cell without its picture).
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
 
 def refresh_boilerplate():
@@ -81,13 +98,21 @@ def without_grading_branch(code):
 
 
 def as_book(cell):
-    """A cell of the self-study notebook, without the assignment's wording and grading branches."""
+    """A cell of the self-study notebook, without the assignment's wording, grading branches and checks."""
     if cell.cell_type == "markdown":
         for pattern, replacement in BOOK_WORDING:
             cell.source = pattern.sub(replacement, cell.source)
-    elif cell.cell_type == "code" and GRADING_FLAG in cell.source:
-        cell.source = without_grading_branch(cell.source)
+    elif cell.cell_type == "code":
+        if GRADING_FLAG in cell.source:
+            cell.source = without_grading_branch(cell.source)
+        cell.source = CHECK_IMPORT.sub("", cell.source)
     return cell
+
+
+def only_checks(code):
+    """Whether ``code`` does nothing but comment and call the visible checks."""
+    lines = [line for line in code.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return bool(lines) and all(CHECK_CALL.match(line) for line in lines)
 
 
 def self_study(source_nb):
@@ -102,9 +127,8 @@ def self_study(source_nb):
         if cell.cell_type == "code":
             text = HIDDEN_REGION.sub("", text)
             text = "\n".join(line for line in text.splitlines() if not SOLUTION_MARKER.match(line))
-            only_comments = all(not line.strip() or line.lstrip().startswith("#") for line in text.splitlines())
-            if grading.get("grade") and only_comments:
-                continue  # a hidden-test cell: nothing left for a reader
+            if grading.get("grade") or only_checks(text):
+                continue  # a test cell or a self-check: the book shows the answers, not their tests
         cell.source = text.strip("\n")
         cells.append(as_book(cell))
     nb.cells = cells
@@ -112,9 +136,10 @@ def self_study(source_nb):
 
 
 def execute(nb, cwd):
-    """Run every cell not tagged skip-execution, as a reader would see it."""
+    """Run every cell not tagged skip-execution, as a reader would see it, figures included."""
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(cwd)}},
-                   skip_cells_with_tag="skip-execution", record_timing=False).execute()
+                   skip_cells_with_tag="skip-execution", record_timing=False).execute(
+        env={**os.environ, "MPLBACKEND": INLINE_BACKEND})
     # One output per stream, however the kernel happened to flush it: rebuilds give the same file.
     CoalesceStreamsPreprocessor().preprocess(nb, {})
     return nb

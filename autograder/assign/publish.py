@@ -34,6 +34,7 @@ from nbgrader.utils import compute_checksum
 from .. import course
 from ..student import selfcheck
 from . import boilerplate
+from .sources import SOURCES
 
 EDITIONS = ("students", "self-study")
 MARKER = ".course-edition.json"
@@ -124,7 +125,7 @@ def publish(edition, out, repository, branch="main"):
         _write(out / "scripts" / "make_venv.sh", (course.ROOT / "scripts" / "make_venv.sh").read_text())
         (out / "scripts" / "make_venv.sh").chmod(0o755)
     readme = STUDENT_README if edition == "students" else READER_README
-    _write(out / "README.md", readme.format(table=_table(links, edition), repository=repository))
+    _write(out / "README.md", readme.format(table=_table(links, edition), repository=repository) + "\n" + SOURCES)
     _write(out / ".gitignore", "__pycache__/\n*.egg-info/\n.ipynb_checkpoints/\n.venv/\n")
     _write(out / MARKER, json.dumps({"edition": edition, "repository": repository, "branch": branch},
                                     indent=1, sort_keys=True) + "\n")
@@ -170,6 +171,9 @@ d2l==1.0.3
 matplotlib==3.7.2
 ipython<9
 jupyterlab
+# the digits of the optional experiment in the first notebook
+scikit-learn==1.3.2
+scipy==1.11.4
 """
 
 STUDENT_README = """\
@@ -225,7 +229,13 @@ or to run.
 In Colab, run the first code cell (*Setup for Google Colab*) before the
 others: it installs MXNet 1.9.1, d2l and this repository's small `autograder`
 package. The training cells need the data sets (downloaded on first use) and
-are much faster on a GPU runtime (*Runtime > Change runtime type > T4 GPU*).
+are much faster on a GPU runtime (*Runtime > Change runtime type > T4 GPU*);
+their outputs are not included, since this edition shows only outputs that
+were really computed. The first notebook's optional experiment, three small
+networks trained on scikit-learn's bundled digits in well under a minute on
+a CPU, is included with its measured outputs: it shows a deep plain network
+training worse than a shallow one, and the same deep network with shortcuts
+training best.
 
 On your own computer (Python 3.11, Linux or an Intel Mac):
 
