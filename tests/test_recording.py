@@ -10,6 +10,7 @@ commands over the whole batch (ApplyVerdicts reads the same verdict files),
 into a fresh copy of the course: the gradebook's rows, ``nbgrader export``,
 the autograded notebooks and the feedback pages must be the same.
 """
+import copy
 import csv
 import os
 import shutil
@@ -17,17 +18,19 @@ import shutil
 import nbformat
 import pytest
 from nbgrader.api import Gradebook
+from nbgrader.preprocessors import CheckCellMetadata
 
 from autograder import course
 from autograder.assign.demo import prepare_course
 from autograder.assign.samples import fill, read_answers, samples
 from autograder.grade import recording
 from autograder.grade.batch import grade
+from autograder.grade.metadata import CheckCellMetadataOnce
 from autograder.grade.nbgrader_cli import nbgrader
 from autograder.grade.sandbox.pool import Limits, bwrap_available
 
-pytestmark = pytest.mark.skipif(not bwrap_available() and not os.environ.get("CI"),
-                                reason="bubblewrap is needed for sandboxed grading")
+needs_sandbox = pytest.mark.skipif(not bwrap_available() and not os.environ.get("CI"),
+                                   reason="bubblewrap is needed for sandboxed grading")
 LIMITS = Limits(wall_seconds=60, cpu_seconds=60, memory_bytes=3 << 30)
 
 
@@ -85,10 +88,12 @@ def _export(course_dir):
         return sorted(map(tuple, csv.reader(f)))
 
 
+@needs_sandbox
 def test_the_batch_used_several_recorders(both):
     assert both[2] >= 2
 
 
+@needs_sandbox
 def test_gradebook_rows_and_export_are_the_same(both):
     new, old, _ = both
     rows = _rows(new)
@@ -97,6 +102,7 @@ def test_gradebook_rows_and_export_are_the_same(both):
     assert _export(new) == _export(old)
 
 
+@needs_sandbox
 @pytest.mark.parametrize("folder", ["autograded", "feedback"])
 def test_autograded_notebooks_and_feedback_pages_are_the_same(both, folder):
     new, old, _ = both
@@ -105,3 +111,29 @@ def test_autograded_notebooks_and_feedback_pages_are_the_same(both, folder):
     assert sorted(p.relative_to(new) for p in (new / folder).rglob("*") if p.is_file()) == files
     for path in files:
         assert (new / path).read_bytes() == (old / path).read_bytes(), path
+
+
+def _refusal(check, nb):
+    try:
+        check.preprocess(nb, {})
+    except Exception as error:
+        return type(error), str(error)
+    return None
+
+
+def test_the_metadata_check_refuses_what_nbgrader_refuses_after_passing_good_cells():
+    release = nbformat.read(course.RELEASE / "resnet18" / "resnet18.ipynb", as_version=4)
+    once, stock = CheckCellMetadataOnce(), CheckCellMetadata()
+    for _ in range(2):  # the second time from what it remembers
+        assert _refusal(once, copy.deepcopy(release)) is None
+    graded = next(i for i, c in enumerate(release.cells) if c.metadata.get("nbgrader", {}).get("grade"))
+    spoilers = [lambda cells: cells[graded].metadata.nbgrader.pop("points"),
+                lambda cells: cells[graded].metadata.nbgrader.update(grade_id=""),
+                lambda cells: cells[graded].metadata.nbgrader.update(points="many"),
+                lambda cells: cells[graded].metadata.nbgrader.update(schema_version=2),
+                lambda cells: cells.append(copy.deepcopy(cells[graded]))]
+    for spoil in spoilers:
+        nb = copy.deepcopy(release)
+        spoil(nb.cells)
+        refused = _refusal(stock, copy.deepcopy(nb))
+        assert refused is not None and _refusal(once, nb) == refused

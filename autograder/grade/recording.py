@@ -5,7 +5,7 @@ and generate_feedback cost about as much per notebook as the sandboxed run
 itself, so one recorder process doing rounds over the whole batch is the
 ceiling on a cluster. Here each judged submission is handed to a recorder as
 soon as its verdict is saved (``record.py``, one student per request), and
-recorders are added, up to ``most``, while submissions wait for one: the
+recorders are added, up to ``most``, while every one has work: the
 first starts with the batch, so nbgrader's imports overlap the sandbox's
 warm-up, and a batch of one file never pays for a second. Every recorder runs
 on the instructor's machine, in this process's control; they share the
@@ -34,7 +34,7 @@ class Recorders:
         self._most = max(1, most or os.cpu_count() or 1)
         self._queue = queue.Queue()
         self._guard = threading.Lock()
-        self._idle = 0
+        self._pending = 0  # handed over and not recorded yet
         self._workers = []
         self.timings, self.failed = [], []
         self._add()
@@ -45,14 +45,14 @@ class Recorders:
                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         thread = threading.Thread(target=self._serve, args=(process,), daemon=True)
         self._workers.append((process, thread))
-        self._idle += 1
         thread.start()
 
     def record(self, student):
         """Record ``student``'s verdict and write their feedback, in the next free recorder."""
         with self._guard:
-            if self._idle == 0 and len(self._workers) < self._most:
+            if self._pending >= len(self._workers) and len(self._workers) < self._most:  # all have work: one more
                 self._add()
+            self._pending += 1
             self._queue.put(student)
 
     def _serve(self, process):
@@ -61,8 +61,6 @@ class Recorders:
             if student is None:
                 self._queue.task_done()
                 return
-            with self._guard:
-                self._idle -= 1
             try:
                 process.stdin.write(student + "\n")
                 process.stdin.flush()
@@ -74,7 +72,7 @@ class Recorders:
                     self.timings.append((student, float(answer[2]), float(answer[3])))
                 else:
                     self.failed.append(student)
-                self._idle += 1
+                self._pending -= 1
             self._queue.task_done()
 
     @property
