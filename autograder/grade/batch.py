@@ -181,7 +181,8 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
             from .cluster import DaskPool
             pool = DaskPool(scheduler, sandbox=sandbox, limits=limits)
         else:
-            pool = Pool(jobs, sandbox=sandbox, limits=limits)
+            # no more warm workers than files to run: regrading one file starts one
+            pool = Pool(min(jobs, sum(e.reason is None for e in fresh)), sandbox=sandbox, limits=limits)
             for caveat in pool.caveats:
                 print(f"warning: {caveat}", file=sys.stderr)
         warming = threading.Thread(target=pool.start)  # workers warm up while intake restores the notebooks

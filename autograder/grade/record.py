@@ -5,7 +5,8 @@ notebook are in place; the process runs nbgrader's own Autograde converter
 (with ApplyVerdicts in place of its executor, see nbgrader_config.py) and
 then its GenerateFeedback converter for that student alone, and answers one
 line on stdout: ``ok`` or ``failed`` (nbgrader refused the submission), the
-student id, and the seconds each converter took (for the benches).
+student id, and the seconds each converter took, waits for the lock left out
+(for the benches).
 
 Several of these processes run side by side (``recording.py``): nbgrader
 records each student's rows on their own, so recorders of different students
@@ -85,13 +86,13 @@ def main(course_dir, assignment, verdict_dir, db_url, lock=""):
         coursedir.student_id = student
         ok, seconds = True, []
         for converter, guard in zip(converters, (_exclusive(lock), _exclusive(None))):
-            start = time.perf_counter()
-            try:
-                with guard:
+            with guard:
+                start = time.perf_counter()  # the time nbgrader takes, not the wait for the lock
+                try:
                     converter.start()
-            except NbGraderException:
-                ok = False
-            seconds.append(time.perf_counter() - start)
+                except NbGraderException:
+                    ok = False
+                seconds.append(time.perf_counter() - start)
         print(f"{'ok' if ok else 'failed'} {student} {seconds[0]:.4f} {seconds[1]:.4f}", flush=True)
 
 
