@@ -10,8 +10,10 @@ commands over the whole batch (ApplyVerdicts reads the same verdict files),
 into a fresh copy of the course: the gradebook's rows, ``nbgrader export``,
 the autograded notebooks and the feedback pages must be the same.
 """
+import contextlib
 import copy
 import csv
+import io
 import os
 import shutil
 
@@ -36,7 +38,8 @@ LIMITS = Limits(wall_seconds=60, cpu_seconds=60, memory_bytes=3 << 30)
 
 @pytest.fixture(scope="module")
 def both(tmp_path_factory):
-    """(course graded with three recorders, the same verdicts recorded by one nbgrader round, recorders started)."""
+    """(course graded with three recorders, the same verdicts recorded by one nbgrader round, recorders started,
+    what the batch said on stderr)."""
     root = tmp_path_factory.mktemp("recording")
     template = prepare_course(root / "template")
     inbox = root / "inbox"
@@ -52,9 +55,11 @@ def both(tmp_path_factory):
         started.append(self.count)
 
     recording.Recorders._add = counted
+    new = shutil.copytree(template, root / "new")
+    (new / "gradebook.db").unlink()  # a fresh course: the batch sets up the gradebook itself
     try:
-        new = shutil.copytree(template, root / "new")
-        rows = grade("resnet18", [str(inbox)], course_dir=new, limits=LIMITS, progress=False, recorders=3)
+        with contextlib.redirect_stderr(io.StringIO()) as said:
+            rows = grade("resnet18", [str(inbox)], course_dir=new, limits=LIMITS, progress=False, recorders=3)
     finally:
         recording.Recorders._add = original
     assert {r["status"] for r in rows} == {"graded"}, rows
@@ -64,7 +69,7 @@ def both(tmp_path_factory):
     env = {"RESNET_VERDICTS": str(verdicts)}
     nbgrader(old, "autograde", "resnet18", env=env)
     nbgrader(old, "generate_feedback", "resnet18", env=env)
-    return new, old, max(started)
+    return new, old, max(started), said.getvalue()
 
 
 def _rows(course_dir):
@@ -89,13 +94,14 @@ def _export(course_dir):
 
 
 @needs_sandbox
-def test_the_batch_used_several_recorders(both):
+def test_the_batch_used_several_recorders_and_said_it_set_up_the_gradebook(both):
     assert both[2] >= 2
+    assert "setting up the gradebook for resnet18" in both[3]
 
 
 @needs_sandbox
 def test_gradebook_rows_and_export_are_the_same(both):
-    new, old, _ = both
+    new, old = both[:2]
     rows = _rows(new)
     assert set(rows) == set(samples("resnet18", course.SAMPLES)) and any(r["score"] > 0 for r in rows.values())
     assert rows == _rows(old)
@@ -105,7 +111,7 @@ def test_gradebook_rows_and_export_are_the_same(both):
 @needs_sandbox
 @pytest.mark.parametrize("folder", ["autograded", "feedback"])
 def test_autograded_notebooks_and_feedback_pages_are_the_same(both, folder):
-    new, old, _ = both
+    new, old = both[:2]
     files = sorted(p.relative_to(old) for p in (old / folder).rglob("*") if p.is_file())
     assert len(files) >= len(samples("resnet18", course.SAMPLES))
     assert sorted(p.relative_to(new) for p in (new / folder).rglob("*") if p.is_file()) == files
