@@ -40,21 +40,27 @@ def _exclusive(lock):
 
 
 def _warm(converter_class):
-    """``converter_class`` whose exporter outlives ``start()``.
+    """``converter_class`` whose exporter, writer and preprocessors are made once, in ``prepare()``.
 
-    nbgrader's ``start()`` builds a new exporter each time, and an HTML exporter compiles its Jinja
-    templates anew: most of the cost of one student's feedback page. Here the first ``start()`` is
-    nbgrader's own; later ones find the notebooks of the student now named by the course directory
-    and convert them with the same exporter, writer and preprocessors."""
+    nbgrader's ``start()`` makes them anew each time, and a new HTML exporter compiles its Jinja
+    templates again: most of the cost of one student's feedback page. ``prepare()`` does what
+    nbgrader's ``start()`` does before converting (and compiles the templates) when the recorder
+    starts, while the sandbox warms up; ``start()`` then converts the notebooks of the student the
+    course directory names now, as nbgrader's does."""
+    from nbconvert.exporters import TemplateExporter
+    from nbconvert.writers import FilesWriter
 
     class Warm(converter_class):
-        _exporting = False  # whether nbgrader's start() has built the exporter
+        def prepare(self):
+            self.writer = FilesWriter(parent=self, config=self.config)
+            self.exporter = self.exporter_class(parent=self, config=self.config)
+            for preprocessor in self.preprocessors:
+                self.exporter.register_preprocessor(preprocessor)
+            if isinstance(self.exporter, TemplateExporter):
+                self.exporter.template  # noqa: B018 (loads and compiles the templates)
+            return self
 
         def start(self):
-            if not self._exporting:
-                super().start()
-                self._exporting = True
-                return
             self.init_notebooks()
             here = os.getcwd()
             os.chdir(self.coursedir.root)
@@ -77,7 +83,8 @@ def main(course_dir, assignment, verdict_dir, db_url, lock=""):
     config = PyFileConfigLoader("nbgrader_config.py", path=str(course_dir)).load_config()
     coursedir = CourseDirectory(root=str(course_dir), config=config)
     coursedir.assignment_id, coursedir.db_url = assignment, db_url
-    converters = [_warm(converter)(coursedir=coursedir, config=config) for converter in (Autograde, GenerateFeedback)]
+    converters = [_warm(converter)(coursedir=coursedir, config=config).prepare()
+                  for converter in (Autograde, GenerateFeedback)]
     for line in sys.stdin:
         student = line.strip()
         if not STUDENT_ID.match(student):
