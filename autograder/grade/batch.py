@@ -175,7 +175,6 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
             fresh.append(entry)
     verdicts, items, to_run = {}, [], []
     if any(e.reason is None for e in fresh):
-        _ensure_assignment(course_dir, assignment, db_url)
         recorder = Recorders(course_dir, assignment, work / "verdicts", db_url, recorders)
         if scheduler is not None:
             from .cluster import DaskPool
@@ -188,6 +187,7 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
         warming = threading.Thread(target=pool.start)  # workers warm up while intake restores the notebooks
         warming.start()
         try:
+            _ensure_assignment(course_dir, assignment, db_url)  # while the workers and the recorder start
             items = restore_entries(fresh, assignment, course_dir)
             for item in items:
                 if item.notebook is None:

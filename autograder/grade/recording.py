@@ -27,9 +27,11 @@ class Recorders:
 
     def __init__(self, course_dir, assignment, verdict_dir, db_url, most=None):
         shared = db_url.startswith(("postgresql", "postgres"))
-        lock = "" if shared else str(Path(course_dir) / "grading" / "gradebook.lock")
+        lock = "" if shared else Path(course_dir) / "grading" / "gradebook.lock"
+        if lock:
+            lock.parent.mkdir(parents=True, exist_ok=True)
         self._command = [sys.executable, "-m", "autograder.grade.record", str(course_dir), assignment,
-                         str(verdict_dir), db_url, lock]
+                         str(verdict_dir), db_url, str(lock)]
         self._course_dir = course_dir
         self._most = max(1, most or os.cpu_count() or 1)
         self._queue = queue.Queue()
