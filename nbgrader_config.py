@@ -16,6 +16,7 @@ from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, Clea
 
 from autograder.grade.autograde import RestoreSubmission, TrustedExecute
 from autograder.grade.feedback import TEMPLATES, ClearHiddenTestsInTestCells, PartSummary, ShortTracebacks
+from autograder.grade.metadata import CheckCellMetadataOnce
 from autograder.grade.verdicts import ApplyVerdicts
 
 c = get_config()  # noqa: F821 (provided by nbgrader)
@@ -62,6 +63,9 @@ c.CourseDirectory.course_id = "resnet"
 if os.environ.get("RESNET_VERDICTS"):
     # The batch grader has restored, run and judged each submission already: its verdict files are
     # applied as they are (the cell positions they name are those of the notebook it submitted).
+    # nbgrader's own sanitizing, its metadata check remembering the cells it has passed (metadata.py).
+    c.Autograde.sanitize_preprocessors = [ClearOutput, DeduplicateIds, OverwriteKernelspec, OverwriteCells,
+                                          CheckCellMetadataOnce]
     c.Autograde.autograde_preprocessors = [ApplyVerdicts, SaveAutoGrades, AssignLatePenalties]
 else:
     c.Autograde.sanitize_preprocessors = [RestoreSubmission, ClearOutput, DeduplicateIds, OverwriteKernelspec,

@@ -58,6 +58,9 @@ def main(argv=None):
                        help="run the submissions on a Dask cluster, e.g. tcp://10.0.0.5:8786 (see README)")
     grade.add_argument("--db-url", help="gradebook database, e.g. postgresql://grader@dbhost/resnet "
                                         "(default: nbgrader's CourseDirectory.db_url)")
+    grade.add_argument("--recorders", type=_positive, metavar="N",
+                       help="at most N nbgrader processes recording verdicts and writing feedback, on this "
+                            "machine (default: one per core)")
     publish = commands.add_parser(
         "publish", help="write the student or self-study edition: a public repository without the answers",
         description="Write an edition of the course into OUT, to push as a public GitHub repository: "
@@ -82,7 +85,7 @@ def main(argv=None):
                                        memory_bytes=args.memory << 20, processes=args.processes,
                                        disk_bytes=args.disk << 20),
                          sandbox=not args.no_sandbox, progress=not args.no_progress,
-                         scheduler=args.scheduler, db_url=args.db_url)
+                         scheduler=args.scheduler, db_url=args.db_url, recorders=args.recorders)
         print(run_summary(rows, args.assignment))
         for message in rows.messages:
             print(message)

@@ -16,7 +16,8 @@ side in this one run, each in a fresh course directory:
 
 Both timings include everything the command does (for ours: intake,
 sandboxed runs, judging, nbgrader autograde of the verdicts and its
-feedback). Stock ``generate_feedback`` is timed on its own, so the ratio is
+feedback), and ours is broken down per submission and stage as it runs
+(``stages.py``). Stock ``generate_feedback`` is timed on its own, so the ratio is
 printed against stock autograde alone and against autograde + feedback (the
 same outputs as ours).
 """
@@ -30,12 +31,14 @@ from pathlib import Path
 import nbformat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from autograder import course  # noqa: E402
 from autograder.assign.demo import prepare_course  # noqa: E402
 from autograder.grade.batch import grade  # noqa: E402
 from autograder.grade.nbgrader_cli import nbgrader  # noqa: E402
 from autograder.assign.samples import fill, read_answers, samples  # noqa: E402
+from stages import Stages  # noqa: E402
 
 
 def make_submissions(count):
@@ -73,11 +76,13 @@ def ours(root, submissions, jobs):
     inbox.mkdir()
     for student, nb in submissions.items():
         nbformat.write(nb, inbox / f"{student}.ipynb")
+    stages = Stages()
     start = time.perf_counter()
-    rows = grade("resnet18", [str(inbox)], course_dir=course_dir, jobs=jobs, progress=False)
+    with stages.watching():
+        rows = grade("resnet18", [str(inbox)], course_dir=course_dir, jobs=jobs, progress=False)
     elapsed = time.perf_counter() - start
     assert all(r["status"] == "graded" for r in rows), rows
-    return elapsed
+    return elapsed, stages
 
 
 def main():
@@ -88,7 +93,7 @@ def main():
     submissions = make_submissions(args.count)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        t_ours = ours(root, submissions, args.jobs)
+        t_ours, stages = ours(root, submissions, args.jobs)
         t_stock, t_feedback = plain_nbgrader(root, submissions, stock_config=True)
         t_trusted, _ = plain_nbgrader(root, submissions, stock_config=False)
     n = len(submissions)
@@ -97,6 +102,7 @@ def main():
     print(f"stock autograde + generate_feedback: {t_stock + t_feedback:4.1f} s")
     print(f"nbgrader autograde, course config (trusted): {t_trusted:4.1f} s  ({t_trusted / n:.2f} s per submission)")
     print(f"python -m autograder grade (with feedback): {t_ours:4.1f} s  ({t_ours / n:.2f} s per submission)")
+    print("\n".join(stages.report(n)))
     print(f"speed-up vs autograde: {t_stock / t_ours:.1f}x; "
           f"vs autograde + feedback: {(t_stock + t_feedback) / t_ours:.1f}x")
 

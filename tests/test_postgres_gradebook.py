@@ -1,21 +1,16 @@
 """The gradebook in a real PostgreSQL server, started on loopback for this module.
 
-The server runs from Debian's ``postgresql`` package (``scripts/env.sh``
-installs it when it is missing and it can) in a temporary data directory,
-as the ``postgres`` user when the tests run as root (PostgreSQL refuses
-root), and is stopped afterwards. A batch is recorded into it through the
+The server (``tests/postgres_server.py``, shared with the benches) runs from
+Debian's ``postgresql`` package in a temporary data directory and is stopped
+afterwards. A batch is recorded into it through the
 course's configured ``db_url`` and read back with ``nbgrader export``; two
 graders record into one gradebook at the same time and lose nothing.
 """
 import csv
-import glob
 import os
-import pwd
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import nbformat
@@ -28,18 +23,8 @@ from autograder.assign.samples import fill, read_answers, samples
 from autograder.grade.batch import grade
 from autograder.grade.nbgrader_cli import nbgrader
 from autograder.grade.sandbox.pool import Limits, bwrap_available
+from tests.postgres_server import BIN, running
 
-
-def _server_binaries():
-    """The newest PostgreSQL server's bin folder (Debian keeps it off PATH), or None."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
-    if found:
-        return Path(found[-1]).parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
-
-
-BIN = _server_binaries()
 needs_postgres = pytest.mark.skipif(BIN is None, reason="the PostgreSQL server (initdb, pg_ctl) is not installed: "
                                                         "apt-get install postgresql, or run scripts/env.sh as root")
 needs_sandbox = pytest.mark.skipif(not bwrap_available() and not os.environ.get("CI"),
@@ -48,42 +33,11 @@ LIMITS = Limits(wall_seconds=60, cpu_seconds=60, memory_bytes=3 << 30)
 EXPECTED = {"blank": 0, "correct_reference": 100, "correct_styled": 100}
 
 
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server():
     """A function that creates a fresh database on a private server and returns its URL."""
-    folder = Path(tempfile.mkdtemp(prefix="resnet-postgres-"))
-    as_user = []
-    if os.geteuid() == 0:
-        account = pwd.getpwnam("postgres" if "postgres" in {p.pw_name for p in pwd.getpwall()} else "nobody")
-        os.chown(folder, account.pw_uid, account.pw_gid)
-        as_user = ["runuser", "-u", account.pw_name, "--"]
-    data, port = folder / "data", _free_port()
-
-    def run(*args):
-        subprocess.run([*as_user, *map(str, args)], check=True, capture_output=True, cwd=folder)
-
-    run(BIN / "initdb", "-D", data, "-U", "grader", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync")
-    run(BIN / "pg_ctl", "-D", data, "-l", folder / "server.log", "-w", "-t", "60", "start",
-        "-o", f"-h 127.0.0.1 -p {port} -k {folder} -F")
-    import psycopg
-
-    def database(name):
-        with psycopg.connect(host="127.0.0.1", port=port, user="grader", dbname="postgres",
-                             autocommit=True) as connection:
-            connection.execute(f"CREATE DATABASE {name}")
-        return f"postgresql://grader@127.0.0.1:{port}/{name}"
-
-    try:
+    with running() as database:
         yield database
-    finally:
-        run(BIN / "pg_ctl", "-D", data, "-m", "immediate", "-w", "stop")
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,10 @@
    cluster instead (``cluster.py``), everything else staying here.
 3. **Judge** (``trusted.py``): this process judges the observations against
    challenges drawn secretly for each submission.
-4. **Record** with nbgrader's own API: the verdicts go through nbgrader's
-   autograde (ApplyVerdicts + SaveAutoGrades) into the gradebook, then its
-   generate_feedback writes the HTML feedback.
+4. **Record** with nbgrader's own API (``recording.py``): as soon as a verdict
+   is judged it goes through nbgrader's autograde (ApplyVerdicts +
+   SaveAutoGrades) into the gradebook and its generate_feedback writes the
+   HTML feedback, in several recorder processes while the sandbox works on.
 5. **Report** (``report.py``): this run's rows (one per input file, one per
    roster student without a file) in ``grading/<assignment>/runs/``, and
    ``grades.csv``, ``summary.png``, ``pass_rates.csv`` and the LMS files
@@ -27,7 +28,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -43,6 +43,7 @@ from .intake import collect, read_roster, restore_entries, roster_missing
 from .intake.collect import NEEDS_ROSTER
 from .gradebook import setup_lock
 from .nbgrader_cli import nbgrader
+from .recording import Recorders
 from .sandbox.pool import Limits, Pool, bwrap_available
 
 GRADER_VERSION = "1"
@@ -66,37 +67,9 @@ def _ensure_assignment(course_dir, assignment, db_url):
                 return
             except MissingEntry:
                 pass
+        print(f"setting up the gradebook for {assignment} (nbgrader generate_assignment {assignment}, "
+              "once per course) ...", file=sys.stderr)
         nbgrader(course_dir, "generate_assignment", assignment, "--force", f"--CourseDirectory.db_url={db_url}")
-
-
-class _Recorder:
-    """nbgrader in a separate process (autograder.grade.record), started first so that its imports
-    overlap the sandbox's warm-up; it records finished verdicts while the sandbox works on."""
-
-    def __init__(self, course_dir, assignment, verdict_dir, db_url):
-        env = {**os.environ, "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "autograder.grade.record", str(course_dir), assignment, str(verdict_dir), db_url],
-            cwd=course_dir, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL, text=True)
-        self.busy = False
-
-    def round(self):
-        """Ask for a round over what is in submitted/ now (after the one under way, if any)."""
-        self.wait()
-        self.process.stdin.write("go\n")
-        self.process.stdin.flush()
-        self.busy = True
-
-    def wait(self):
-        if self.busy:
-            self.process.stdout.readline()
-            self.busy = False
-
-    def close(self):
-        self.wait()
-        self.process.stdin.close()
-        self.process.wait()
 
 
 def _submit(course_dir, work, assignment, item, verdict):
@@ -137,15 +110,15 @@ def _run_all(pool, recorder, items, assignment, limits, jobs, progress, course_d
             item, verdict = future.result()
             results[item.student_id] = verdict = dict(verdict, key=item.key, input_key=item.input_key)
             _submit(course_dir, work, assignment, item, verdict)
-            if len(results) == len(items) // 2 and len(items) >= 8:
-                recorder.round()
+            recorder.record(item.student_id)
             if bar:
                 bar.update()
     if bar:
         bar.close()
         print("recording the verdicts and writing feedback with nbgrader ...", file=sys.stderr)
-    recorder.round()
     recorder.wait()
+    if recorder.failed:
+        print(f"warning: nbgrader could not record {', '.join(sorted(recorder.failed))}", file=sys.stderr)
     return results
 
 
@@ -193,11 +166,12 @@ def _scripts_on_path():
 
 
 def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, force=False,
-          limits=None, sandbox=True, progress=True, scheduler=None, db_url=None):
+          limits=None, sandbox=True, progress=True, scheduler=None, db_url=None, recorders=None):
     """Grade everything in ``inputs``; returns the run's rows (:class:`Rows`).
 
     ``scheduler``: a Dask scheduler's address (or a Dask cluster object), to run the submissions on its workers;
-    ``db_url``: the gradebook's database (default: nbgrader's configured one)."""
+    ``db_url``: the gradebook's database (default: nbgrader's configured one);
+    ``recorders``: at most this many nbgrader recorder processes (default: one per core)."""
     course_dir = Path(course_dir).resolve()
     _scripts_on_path()
     limits = limits or Limits()
@@ -225,18 +199,19 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
             fresh.append(entry)
     verdicts, items, to_run = {}, [], []
     if any(e.reason is None for e in fresh):
-        _ensure_assignment(course_dir, assignment, db_url)
-        recorder = _Recorder(course_dir, assignment, work / "verdicts", db_url)
+        recorder = Recorders(course_dir, assignment, work / "verdicts", db_url, recorders)
         if scheduler is not None:
             from .cluster import DaskPool
             pool = DaskPool(scheduler, sandbox=sandbox, limits=limits)
         else:
-            pool = Pool(jobs, sandbox=sandbox, limits=limits)
+            # no more warm workers than files to run: regrading one file starts one
+            pool = Pool(min(jobs, sum(e.reason is None for e in fresh)), sandbox=sandbox, limits=limits)
             for caveat in pool.caveats:
                 print(f"warning: {caveat}", file=sys.stderr)
         warming = threading.Thread(target=pool.start)  # workers warm up while intake restores the notebooks
         warming.start()
         try:
+            _ensure_assignment(course_dir, assignment, db_url)  # while the workers and the recorder start
             items = restore_entries(fresh, assignment, course_dir)
             for item in items:
                 if item.notebook is None:

@@ -1,19 +1,79 @@
-"""Record verdicts with nbgrader: ``python -m autograder.grade.record COURSE_DIR ASSIGNMENT VERDICT_DIR DB_URL``.
+"""Record verdicts with nbgrader: ``python -m autograder.grade.record COURSE_DIR ASSIGNMENT VERDICT_DIR DB_URL [LOCK]``.
 
-Each line read on stdin asks for one round: nbgrader's own Autograde
-converter (with ApplyVerdicts in place of its executor, see
-nbgrader_config.py), then its GenerateFeedback converter, over every
-submission of the assignment that has no autograded copy or feedback yet.
-It answers ``ok`` or ``failed`` (nbgrader refused some submission and went on
-with the others) on stdout. The batch grader starts it before anything else,
-so nbgrader's imports overlap the sandbox's warm-up, and asks for a round
-while the sandbox is still busy with later submissions, then a last one.
+Each line read on stdin names one student whose verdict file and submitted
+notebook are in place; the process runs nbgrader's own Autograde converter
+(with ApplyVerdicts in place of its executor, see nbgrader_config.py) and
+then its GenerateFeedback converter for that student alone, and answers one
+line on stdout: ``ok`` or ``failed`` (nbgrader refused the submission), the
+student id, and the seconds each converter took, waits for the lock left out
+(for the benches).
+
+Several of these processes run side by side (``recording.py``): nbgrader
+records each student's rows on their own, so recorders of different students
+do not meet in a PostgreSQL gradebook. A SQLite file takes one writer at a
+time and answers a second one with "database is locked" rather than waiting
+for it when both read first, so with ``LOCK`` (a file path) the gradebook
+writes of Autograde are taken in turn under an exclusive ``flock`` on it; the
+feedback pages, which only read the gradebook, are written side by side.
 """
+import fcntl
 import os
+import re
 import sys
+import time
+from contextlib import contextmanager
+
+STUDENT_ID = re.compile(r"^[A-Za-z0-9_-]+$")  # what intake gives; never a glob pattern for nbgrader
 
 
-def main(course_dir, assignment, verdict_dir, db_url):
+@contextmanager
+def _exclusive(lock):
+    if not lock:
+        yield
+        return
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _warm(converter_class):
+    """``converter_class`` whose exporter, writer and preprocessors are made once, in ``prepare()``.
+
+    nbgrader's ``start()`` makes them anew each time, and a new HTML exporter compiles its Jinja
+    templates again: most of the cost of one student's feedback page. ``prepare()`` does what
+    nbgrader's ``start()`` does before converting (and compiles the templates) when the recorder
+    starts, while the sandbox warms up; ``start()`` then converts the notebooks of the student the
+    course directory names now, as nbgrader's does."""
+    from nbconvert.exporters import TemplateExporter
+    from nbconvert.writers import FilesWriter
+
+    class Warm(converter_class):
+        def prepare(self):
+            self.writer = FilesWriter(parent=self, config=self.config)
+            self.exporter = self.exporter_class(parent=self, config=self.config)
+            for preprocessor in self.preprocessors:
+                self.exporter.register_preprocessor(preprocessor)
+            if isinstance(self.exporter, TemplateExporter):
+                self.exporter.template  # noqa: B018 (loads and compiles the templates)
+            return self
+
+        def start(self):
+            self.init_notebooks()
+            here = os.getcwd()
+            os.chdir(self.coursedir.root)
+            try:
+                self.convert_notebooks()
+            finally:
+                os.chdir(here)
+
+    Warm.__name__ = converter_class.__name__
+    return Warm
+
+
+def main(course_dir, assignment, verdict_dir, db_url, lock=""):
     os.environ["RESNET_VERDICTS"] = str(verdict_dir)
     from nbgrader.converters import Autograde, GenerateFeedback
     from nbgrader.converters.base import NbGraderException
@@ -22,17 +82,26 @@ def main(course_dir, assignment, verdict_dir, db_url):
 
     config = PyFileConfigLoader("nbgrader_config.py", path=str(course_dir)).load_config()
     coursedir = CourseDirectory(root=str(course_dir), config=config)
-    coursedir.assignment_id = assignment
-    coursedir.db_url = db_url
-    for _ in sys.stdin:
-        ok = True
-        for converter in (Autograde, GenerateFeedback):
-            try:
-                converter(coursedir=coursedir, config=config).start()
-            except NbGraderException:
-                ok = False
-        print("ok" if ok else "failed", flush=True)
+    coursedir.assignment_id, coursedir.db_url = assignment, db_url
+    converters = [_warm(converter)(coursedir=coursedir, config=config).prepare()
+                  for converter in (Autograde, GenerateFeedback)]
+    for line in sys.stdin:
+        student = line.strip()
+        if not STUDENT_ID.match(student):
+            print(f"failed {student or '-'} 0 0", flush=True)
+            continue
+        coursedir.student_id = student
+        ok, seconds = True, []
+        for converter, guard in zip(converters, (_exclusive(lock), _exclusive(None))):
+            with guard:
+                start = time.perf_counter()  # the time nbgrader takes, not the wait for the lock
+                try:
+                    converter.start()
+                except NbGraderException:
+                    ok = False
+                seconds.append(time.perf_counter() - start)
+        print(f"{'ok' if ok else 'failed'} {student} {seconds[0]:.4f} {seconds[1]:.4f}", flush=True)
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:5])
+    main(*sys.argv[1:6])

@@ -1,0 +1,99 @@
+"""Recording verdicts with nbgrader, one submission at a time, in several processes.
+
+nbgrader's autograde (ApplyVerdicts + SaveAutoGrades + AssignLatePenalties)
+and generate_feedback cost about as much per notebook as the sandboxed run
+itself, so one recorder process doing rounds over the whole batch is the
+ceiling on a cluster. Here each judged submission is handed to a recorder as
+soon as its verdict is saved (``record.py``, one student per request), and
+recorders are added, up to ``most``, while every one has work: the
+first starts with the batch, so nbgrader's imports overlap the sandbox's
+warm-up, and a batch of one file never pays for a second. Every recorder runs
+on the instructor's machine, in this process's control; they share the
+gradebook (a SQLite one takes their writes in turn, see ``record.py``).
+"""
+import os
+import queue
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+
+class Recorders:
+    """Up to ``most`` recorder processes fed from one queue of student ids.
+
+    ``timings``: (student, seconds of nbgrader autograde, seconds of generate_feedback) per recorded
+    submission; ``failed``: the students nbgrader refused (or whose recorder died)."""
+
+    def __init__(self, course_dir, assignment, verdict_dir, db_url, most=None):
+        shared = db_url.startswith(("postgresql", "postgres"))
+        lock = "" if shared else Path(course_dir) / "grading" / "gradebook.lock"
+        if lock:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+        self._command = [sys.executable, "-m", "autograder.grade.record", str(course_dir), assignment,
+                         str(verdict_dir), db_url, str(lock)]
+        self._course_dir = course_dir
+        self._most = max(1, most or os.cpu_count() or 1)
+        self._queue = queue.Queue()
+        self._guard = threading.Lock()
+        self._pending = 0  # handed over and not recorded yet
+        self._workers = []
+        self.timings, self.failed = [], []
+        self._add()
+
+    def _add(self):
+        env = {**os.environ, "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])}
+        process = subprocess.Popen(self._command, cwd=self._course_dir, env=env, stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        thread = threading.Thread(target=self._serve, args=(process,), daemon=True)
+        self._workers.append((process, thread))
+        thread.start()
+
+    def record(self, student):
+        """Record ``student``'s verdict and write their feedback, in the next free recorder."""
+        with self._guard:
+            if self._pending >= len(self._workers) and len(self._workers) < self._most:  # all have work: one more
+                self._add()
+            self._pending += 1
+            self._queue.put(student)
+
+    def _serve(self, process):
+        while True:
+            student = self._queue.get()
+            if student is None:
+                self._queue.task_done()
+                return
+            try:
+                process.stdin.write(student + "\n")
+                process.stdin.flush()
+                answer = process.stdout.readline().split()
+            except OSError:  # the recorder died: this and every later request to it fail
+                answer = []
+            with self._guard:
+                if len(answer) == 4 and answer[0] == "ok":
+                    self.timings.append((student, float(answer[2]), float(answer[3])))
+                else:
+                    self.failed.append(student)
+                self._pending -= 1
+            self._queue.task_done()
+
+    @property
+    def count(self):
+        """How many recorder processes were started."""
+        return len(self._workers)
+
+    def wait(self):
+        """Until every submission handed over so far is recorded."""
+        self._queue.join()
+
+    def close(self):
+        """Record what is queued, then stop every recorder."""
+        for _ in self._workers:
+            self._queue.put(None)
+        for process, thread in self._workers:
+            thread.join()
+            try:
+                process.stdin.close()
+            except OSError:  # it died with requests unread
+                pass
+            process.wait()

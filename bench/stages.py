@@ -1,0 +1,104 @@
+"""Where a batch's time goes: each stage of ``python -m autograder grade`` timed while it really runs.
+
+The benches wrap the functions the batch grader calls for each stage (its
+own code, unchanged) and add up their seconds:
+
+* intake: collecting the files and restoring them on the release's skeleton
+  (this process, before the sandboxed runs);
+* sandboxed run: each submission's run in a warm worker (worker time; the
+  workers run side by side);
+* judging: this process judging each submission's observations;
+* handing over: saving the verdict and the notebook where nbgrader expects them;
+* recording and feedback: nbgrader's autograde and generate_feedback in the
+  recorder processes (recorder time; recorders run side by side).
+
+``wall`` is the whole command; the timeline (``phases``) says how much of it
+came before the first sandboxed run, between the first and last runs, after
+the last run (the recording still under way), and after the last recording
+(the reports).
+"""
+import time
+from contextlib import contextmanager
+
+from autograder.grade import batch, recording, trusted
+from autograder.grade.sandbox.pool import Pool
+
+
+class Stages:
+    def __init__(self):
+        self.seconds = dict(intake=0.0, run=0.0, judging=0.0, handing_over=0.0, recording=0.0, feedback=0.0)
+        self.marks = {}
+        self.recorders = 0
+
+    def _timed(self, stage, function, first=None, last=None):
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            if first and first not in self.marks:
+                self.marks[first] = start
+            try:
+                return function(*args, **kwargs)
+            finally:
+                end = time.perf_counter()
+                self.seconds[stage] += end - start
+                if last:
+                    self.marks[last] = end
+        return timed
+
+    @contextmanager
+    def watching(self):
+        """Time the stages of every batch graded in this block (in this process)."""
+        saved = (batch.collect, batch.restore_entries, trusted.verdicts, batch._submit, Pool.run,
+                 recording.Recorders.close, recording.Recorders.wait)
+        stages = self
+        close, wait = saved[5], saved[6]
+
+        def closing(recorders):
+            close(recorders)
+            stages.seconds["recording"] += sum(t[1] for t in recorders.timings)
+            stages.seconds["feedback"] += sum(t[2] for t in recorders.timings)
+            stages.recorders = max(stages.recorders, recorders.count)
+
+        def waiting(recorders):
+            wait(recorders)
+            stages.marks["recorded"] = time.perf_counter()
+
+        batch.collect = self._timed("intake", batch.collect)
+        batch.restore_entries = self._timed("intake", batch.restore_entries)
+        trusted.verdicts = self._timed("judging", trusted.verdicts)
+        batch._submit = self._timed("handing_over", batch._submit)
+        Pool.run = self._timed("run", Pool.run, first="first run", last="last run")
+        recording.Recorders.close, recording.Recorders.wait = closing, waiting
+        try:
+            self.marks["start"] = time.perf_counter()
+            yield self
+            self.marks["end"] = time.perf_counter()
+        finally:
+            (batch.collect, batch.restore_entries, trusted.verdicts, batch._submit, Pool.run,
+             recording.Recorders.close, recording.Recorders.wait) = saved
+
+    def per_submission(self, count):
+        """{stage: seconds per submission}, ``wall`` included."""
+        return dict({stage: s / count for stage, s in self.seconds.items()},
+                    wall=(self.marks["end"] - self.marks["start"]) / count)
+
+    def phases(self):
+        """[(phase, seconds)] of the wall time, in order."""
+        m = self.marks
+        return [("before the first sandboxed run (intake, workers starting)", m["first run"] - m["start"]),
+                ("first to last sandboxed run", m["last run"] - m["first run"]),
+                ("recording after the last run", m["recorded"] - m["last run"]),
+                ("reports", m["end"] - m["recorded"])]
+
+    def report(self, count):
+        """Lines for the benches' output."""
+        per = self.per_submission(count)
+        phases = dict(self.phases())
+        rest = (sum(phases.values()) - self.seconds["intake"]
+                - phases["first to last sandboxed run"] - phases["recording after the last run"]) / count
+        lines = [f"  per submission: {per['wall']:.3f} s wall; sandboxed run {per['run']:.3f} s (worker), "
+                 f"intake {per['intake']:.3f} s, judging {per['judging']:.3f} s, handing over "
+                 f"{per['handing_over']:.3f} s, recording {per['recording']:.3f} s and feedback "
+                 f"{per['feedback']:.3f} s (in {self.recorders} recorder(s)), the rest (start-up, reports) "
+                 f"{rest:.3f} s",
+                 "  timeline: " + "; ".join(f"{name} {s:.1f} s" for name, s in self.phases())]
+        return lines

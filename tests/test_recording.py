@@ -1,0 +1,146 @@
+"""Several recorders write exactly what one nbgrader round over the whole batch writes.
+
+The batch grader records each judged submission at once, in several recorder
+processes (``autograder/grade/recording.py``) that keep nbgrader's converters
+warm between students. Before, one process ran nbgrader's ``autograde`` and
+then ``generate_feedback`` over every submission of the batch. Here the
+resnet18 samples are graded by the batch grader with three recorders, and
+their verdicts are recorded again the old way, by the real ``nbgrader``
+commands over the whole batch (ApplyVerdicts reads the same verdict files),
+into a fresh copy of the course: the gradebook's rows, ``nbgrader export``,
+the autograded notebooks and the feedback pages must be the same.
+"""
+import contextlib
+import copy
+import csv
+import io
+import os
+import shutil
+
+import nbformat
+import pytest
+from nbgrader.api import Gradebook
+from nbgrader.preprocessors import CheckCellMetadata
+
+from autograder import course
+from autograder.assign.demo import prepare_course
+from autograder.assign.samples import fill, read_answers, samples
+from autograder.grade import recording
+from autograder.grade.batch import grade
+from autograder.grade.metadata import CheckCellMetadataOnce
+from autograder.grade.nbgrader_cli import nbgrader
+from autograder.grade.sandbox.pool import Limits, bwrap_available
+
+needs_sandbox = pytest.mark.skipif(not bwrap_available() and not os.environ.get("CI"),
+                                   reason="bubblewrap is needed for sandboxed grading")
+LIMITS = Limits(wall_seconds=60, cpu_seconds=60, memory_bytes=3 << 30)
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory):
+    """(course graded with three recorders, the same verdicts recorded by one nbgrader round, recorders started,
+    what the batch said on stderr)."""
+    root = tmp_path_factory.mktemp("recording")
+    template = prepare_course(root / "template")
+    inbox = root / "inbox"
+    inbox.mkdir()
+    release = nbformat.read(course.RELEASE / "resnet18" / "resnet18.ipynb", as_version=4)
+    for student, path in samples("resnet18", course.SAMPLES).items():
+        nbformat.write(fill(release, read_answers(path)), inbox / f"{student}.ipynb")
+    started = []
+    original = recording.Recorders._add
+
+    def counted(self):  # how many recorder processes the batch really started
+        original(self)
+        started.append(self.count)
+
+    recording.Recorders._add = counted
+    new = shutil.copytree(template, root / "new")
+    (new / "gradebook.db").unlink()  # a fresh course: the batch sets up the gradebook itself
+    try:
+        with contextlib.redirect_stderr(io.StringIO()) as said:
+            rows = grade("resnet18", [str(inbox)], course_dir=new, limits=LIMITS, progress=False, recorders=3)
+    finally:
+        recording.Recorders._add = original
+    assert {r["status"] for r in rows} == {"graded"}, rows
+    old = shutil.copytree(template, root / "old")
+    shutil.copytree(new / "submitted", old / "submitted")
+    verdicts = new / "grading" / "resnet18" / "verdicts"
+    env = {"RESNET_VERDICTS": str(verdicts)}
+    nbgrader(old, "autograde", "resnet18", env=env)
+    nbgrader(old, "generate_feedback", "resnet18", env=env)
+    return new, old, max(started), said.getvalue()
+
+
+def _rows(course_dir):
+    """Every score, comment and flag nbgrader keeps for each submission (ids are random, so left out)."""
+    table = {}
+    with Gradebook(course.db_url(course_dir)) as gb:
+        for submission in gb.assignment_submissions("resnet18"):
+            nb = gb.find_submission_notebook("resnet18", "resnet18", submission.student.id)
+            table[submission.student.id] = {
+                "timestamp": submission.timestamp, "score": nb.score, "late": nb.late_submission_penalty,
+                "flagged": nb.flagged, "needs_manual_grade": nb.needs_manual_grade,
+                "grades": sorted((g.name, g.auto_score, g.manual_score, g.extra_credit, g.max_score,
+                                  g.needs_manual_grade) for g in nb.grades),
+                "comments": sorted((c.name, c.auto_comment, c.manual_comment) for c in nb.comments)}
+    return table
+
+
+def _export(course_dir):
+    """nbgrader export's rows for resnet18 (the other course's gradebook also knows bottleneck)."""
+    nbgrader(course_dir, "export", f"--to={course_dir / 'export.csv'}")
+    with open(course_dir / "export.csv") as f:
+        return sorted(tuple(row.values()) for row in csv.DictReader(f) if row["assignment"] == "resnet18")
+
+
+@needs_sandbox
+def test_the_batch_used_several_recorders_and_said_it_set_up_the_gradebook(both):
+    assert both[2] >= 2
+    assert "setting up the gradebook for resnet18" in both[3]
+
+
+@needs_sandbox
+def test_gradebook_rows_and_export_are_the_same(both):
+    new, old = both[:2]
+    rows = _rows(new)
+    assert set(rows) == set(samples("resnet18", course.SAMPLES)) and any(r["score"] > 0 for r in rows.values())
+    assert rows == _rows(old)
+    assert _export(new) == _export(old)
+
+
+@needs_sandbox
+@pytest.mark.parametrize("folder", ["autograded", "feedback"])
+def test_autograded_notebooks_and_feedback_pages_are_the_same(both, folder):
+    new, old = both[:2]
+    files = sorted(p.relative_to(old) for p in (old / folder).rglob("*") if p.is_file())
+    assert len(files) >= len(samples("resnet18", course.SAMPLES))
+    assert sorted(p.relative_to(new) for p in (new / folder).rglob("*") if p.is_file()) == files
+    for path in files:
+        assert (new / path).read_bytes() == (old / path).read_bytes(), path
+
+
+def _refusal(check, nb):
+    try:
+        check.preprocess(nb, {})
+    except Exception as error:
+        return type(error), str(error)
+    return None
+
+
+def test_the_metadata_check_refuses_what_nbgrader_refuses_after_passing_good_cells():
+    release = nbformat.read(course.RELEASE / "resnet18" / "resnet18.ipynb", as_version=4)
+    once, stock = CheckCellMetadataOnce(), CheckCellMetadata()
+    for _ in range(2):  # the second time from what it remembers
+        assert _refusal(once, copy.deepcopy(release)) is None
+    graded = next(i for i, c in enumerate(release.cells) if c.metadata.get("nbgrader", {}).get("grade"))
+    spoilers = [lambda cells: cells[graded].metadata.nbgrader.pop("points"),
+                lambda cells: cells[graded].metadata.nbgrader.update(grade_id=""),
+                lambda cells: cells[graded].metadata.nbgrader.update(points="many"),
+                lambda cells: cells[graded].metadata.nbgrader.update(schema_version=2),
+                lambda cells: cells.append(copy.deepcopy(cells[graded]))]
+    for spoil in spoilers:
+        nb = copy.deepcopy(release)
+        spoil(nb.cells)
+        refused = _refusal(stock, copy.deepcopy(nb))
+        assert refused is not None and _refusal(once, nb) == refused
