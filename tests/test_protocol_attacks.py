@@ -207,11 +207,12 @@ def test_secrets_are_out_of_reach(batch):
     etc = set(printed.split("ETC ", 1)[1].split("PACKAGE")[0].split())
     assert etc <= {"ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "timezone", "nsswitch.conf",
                    "alternatives", "host.conf", "hosts", "mime.types", "passwd", "group"}, etc
-    # Of the package, only the student runtime, the sandboxed worker and (until the observers
-    # stand alone) the hidden checks' package: no assign/, no intake, no recording.
-    package = printed.split("PACKAGE ", 1)[1].split()
-    assert set(package[:package.index("GRADE")]) == {"__init__.py", "student", "sandboxed", "grade"}
-    assert set(package[package.index("GRADE") + 1:package.index("UID")]) == {"__init__.py", "hidden"}
+    # Of the package, only the student runtime and the sandboxed worker with the hidden parts'
+    # observers: no judge, no reference, no intake, recording or authoring, readable or importable.
+    files = printed.split("PACKAGE ", 1)[1].split("\n", 1)[0].split()
+    assert "sandboxed/observers/resnet18.py" in files and "student/checks/resnet18.py" in files
+    assert all(f == "__init__.py" or f.startswith(("student/", "sandboxed/")) for f in files), files
+    assert "IMPORTED" not in printed and printed.count("\nNO autograder.") == 5, printed
 
 
 # ---------------------------------------------------------------- plain nbgrader
