@@ -62,14 +62,21 @@ def observe_safely(observe, obj, challenge):
     except CheckFailed as failure:
         return {"failed": str(failure)}
     except Exception as error:  # the student's code raised
-        # The decisive line is the message's last: MXNet's opens with its own "Traceback ...".
-        name = type(error).__name__
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-        detail = lines[-1] if lines else ""
-        if detail.startswith(f"{name}:"):
-            detail = detail[len(name) + 1:].strip()
-        detail = detail if len(detail) <= 300 else detail[:297] + "..."
-        return {"error": name + (f" ({detail})" if detail else "")}
+        return {"error": describe_error(error)}
+
+
+def describe_error(error):
+    """``Name (decisive line)`` for an exception the student's code raised.
+
+    The decisive line is the message's last: MXNet's messages open with a
+    "Traceback ..." of their own and end with what went wrong."""
+    name = type(error).__name__
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    detail = lines[-1] if lines else ""
+    if detail.startswith(f"{name}:"):
+        detail = detail[len(name) + 1:].strip()
+    detail = detail if len(detail) <= 300 else detail[:297] + "..."
+    return name + (f" ({detail})" if detail else "")
 
 
 def judge_safely(part, challenge, observation):

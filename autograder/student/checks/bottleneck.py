@@ -27,7 +27,7 @@ from mxnet import autograd, cpu, gluon, init, np as mnp
 
 from .. import gluon_walk as walk
 from ..checking import CheckFailed, quiet_stderr
-from ..parts import Part, canonical, close, expect, fail, secret_seed
+from ..parts import Part, canonical, close, describe_error, expect, fail, secret_seed
 
 EXPANSION = 4
 # train_adam receives a network already initialised with this constant weight
@@ -78,8 +78,7 @@ def error_summary(error):
 
 def raised(error):
     """An exception as parts.observe_safely describes it."""
-    detail = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
-    return type(error).__name__ + (f" ({detail})" if detail else "")
+    return describe_error(error)
 
 
 def try_run(block, shape, seed=0):
