@@ -173,7 +173,7 @@ ipython<9
 jupyterlab
 # the digits of the optional experiment in the first notebook
 scikit-learn==1.3.2
-scipy==1.11.4
+scipy==1.10.1  # the release d2l 1.0.3 pins
 """
 
 STUDENT_README = """\
