@@ -144,3 +144,24 @@ def test_the_metadata_check_refuses_what_nbgrader_refuses_after_passing_good_cel
         spoil(nb.cells)
         refused = _refusal(stock, copy.deepcopy(nb))
         assert refused is not None and _refusal(once, nb) == refused
+
+
+@needs_sandbox
+def test_a_recorder_killed_fails_one_submission_and_the_next_gets_a_new_recorder(both):
+    course_dir = both[0]
+    students = ["correct_reference", "relu_before_add"]
+    for student in students:
+        for folder in ("autograded", "feedback"):
+            shutil.rmtree(course_dir / folder / student / "resnet18")
+    recorders = recording.Recorders(course_dir, "resnet18", course_dir / "grading" / "resnet18" / "verdicts",
+                                    course.db_url(course_dir), most=1)
+    try:
+        recorders._workers[0][0][0].kill()  # the recorder process, as an out-of-memory kill would
+        for student in students:
+            recorders.record(student)
+        recorders.wait()
+    finally:
+        recorders.close()
+    assert recorders.failed == students[:1] and [t[0] for t in recorders.timings] == students[1:]
+    assert (course_dir / "feedback" / students[1] / "resnet18" / "resnet18.html").exists()
+    assert not (course_dir / "feedback" / students[0] / "resnet18").exists()

@@ -41,12 +41,15 @@ class Recorders:
         self.timings, self.failed = [], []
         self._add()
 
-    def _add(self):
+    def _spawn(self):
         env = {**os.environ, "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])}
-        process = subprocess.Popen(self._command, cwd=self._course_dir, env=env, stdin=subprocess.PIPE,
-                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        thread = threading.Thread(target=self._serve, args=(process,), daemon=True)
-        self._workers.append((process, thread))
+        return subprocess.Popen(self._command, cwd=self._course_dir, env=env, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+    def _add(self):
+        slot = [self._spawn()]  # the recorder process serving this thread (replaced if it dies)
+        thread = threading.Thread(target=self._serve, args=(slot,), daemon=True)
+        self._workers.append((slot, thread))
         thread.start()
 
     def record(self, student):
@@ -57,18 +60,21 @@ class Recorders:
             self._pending += 1
             self._queue.put(student)
 
-    def _serve(self, process):
+    def _serve(self, slot):
         while True:
             student = self._queue.get()
             if student is None:
                 self._queue.task_done()
                 return
             try:
-                process.stdin.write(student + "\n")
-                process.stdin.flush()
-                answer = process.stdout.readline().split()
-            except OSError:  # the recorder died: this and every later request to it fail
+                slot[0].stdin.write(student + "\n")
+                slot[0].stdin.flush()
+                answer = slot[0].stdout.readline().split()
+            except OSError:
                 answer = []
+            if not answer:  # the recorder died on this student: it fails, the next ones get a new recorder
+                slot[0].wait()
+                slot[0] = self._spawn()
             with self._guard:
                 if len(answer) == 4 and answer[0] == "ok":
                     self.timings.append((student, float(answer[2]), float(answer[3])))
@@ -90,10 +96,7 @@ class Recorders:
         """Record what is queued, then stop every recorder."""
         for _ in self._workers:
             self._queue.put(None)
-        for process, thread in self._workers:
+        for slot, thread in self._workers:
             thread.join()
-            try:
-                process.stdin.close()
-            except OSError:  # it died with requests unread
-                pass
-            process.wait()
+            slot[0].stdin.close()
+            slot[0].wait()
