@@ -20,7 +20,8 @@ message: ``{"ready": true}`` once, then per job ``{"record": ...}`` lines and
 one ``{"done": {"reason", "exit", "forged"}}``. Between child and helper: the
 child writes ``{"probe": cell}`` at a graded cell and reads that cell's
 challenges from a second pipe; it writes one observation per part of the
-cell, and one output record per other code cell. The helper checks every
+cell and waits for an empty frame on that pipe (the results reached the
+grader), and it writes one output record per other code cell. The helper checks every
 line (size, depth, fields, UTF-8) and the order (see :class:`Session`):
 a notebook whose own code writes into the channel is stopped, and the parts
 it wrote for fail.
