@@ -37,27 +37,23 @@ def frame(payload):
     return _HEADER.pack(len(payload)) + payload
 
 
-def read_exactly(fd, count, into=None):
-    """``count`` bytes from ``fd`` (into the writable buffer ``into`` when given); EOFError if the pipe ends first."""
-    view = memoryview(into) if into is not None else memoryview(bytearray(count))
-    done = 0
+def read_exactly(fd, count):
+    """``count`` bytes from ``fd``, read with as many calls as it takes; EOFError if the pipe ends first."""
+    buffer = bytearray(count)
+    view, done = memoryview(buffer), 0
     while done < count:
-        got = os.readv(fd, [view[done:count]])
+        got = os.readv(fd, [view[done:]])
         if got == 0:
             raise EOFError("the pipe closed in the middle of a message")
         done += got
-    return view.obj if into is None else into
-
-
-def read_frame_length(fd):
-    (length,) = _HEADER.unpack(bytes(read_exactly(fd, _HEADER.size)))
-    if length > MAX_FRAME:
-        raise ProtocolError(f"a frame of {length} bytes (at most {MAX_FRAME})")
-    return length
+    return bytes(buffer)
 
 
 def read_frame(fd):
-    return bytes(read_exactly(fd, read_frame_length(fd)))
+    (length,) = _HEADER.unpack(read_exactly(fd, _HEADER.size))
+    if length > MAX_FRAME:
+        raise ProtocolError(f"a frame of {length} bytes (at most {MAX_FRAME})")
+    return read_exactly(fd, length)
 
 
 # ------------------------------------------------------------------ lines

@@ -20,7 +20,8 @@ message: ``{"ready": true}`` once, then per job ``{"record": ...}`` lines and
 one ``{"done": {"reason", "exit", "forged"}}``. Between child and helper: the
 child writes ``{"probe": cell}`` at a graded cell and reads that cell's
 challenges from a second pipe; it writes one observation per part of the
-cell, and one output record per other code cell. The helper checks every
+cell and waits for an empty frame on that pipe (the results reached the
+grader), and it writes one output record per other code cell. The helper checks every
 line (size, depth, fields, UTF-8) and the order (see :class:`Session`):
 a notebook whose own code writes into the channel is stopped, and the parts
 it wrote for fail.
@@ -117,6 +118,9 @@ def _execute(job, out, answers):
                     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
                         observation = observe_safely(observers[part_name], obj, challenges[part_name])
                 emit({"cell": index, "part": part_name, "observation": observation})
+            # Wait until the worker has passed them on: what the notebook does next (kill the
+            # helper, say) cannot lose this cell's results.
+            protocol.read_frame(answers)
             continue
         stdout, stderr = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
@@ -322,7 +326,9 @@ class Session:
     cannot say who wrote it; the order can. Each probe's challenges are given
     once, to the next probe in the notebook's order; an observation is accepted
     only for a part of the open probe, once. Anything else means the
-    notebook's own code wrote into the channel."""
+    notebook's own code wrote into the channel. Once the open probe's last
+    result has reached the grader, the child is told (an empty frame), and
+    only then runs the next cell."""
 
     def __init__(self, job, challenges, answer_fd):
         self.cells, self.challenges, self.answer_fd = job["cells"], challenges, answer_fd
@@ -345,13 +351,7 @@ class Session:
                              [(position, part) for part in self._parts(position)])
             self.asked += 1
             self.open = position
-            payload = json.dumps({part: self.challenges[part] for part in self._parts(position)}).encode()
-            try:  # a few hundred bytes into an empty pipe, unless the notebook's code stopped reading it
-                written = os.write(self.answer_fd, protocol.frame(payload))
-            except BlockingIOError:
-                written = 0
-            if written != len(payload) + 4:
-                raise protocol.ProtocolError("the notebook's process does not read its challenges")
+            self._answer(json.dumps({part: self.challenges[part] for part in self._parts(position)}).encode())
             return None
         cell = record["cell"]
         if kind == "observation":
@@ -369,6 +369,19 @@ class Session:
         if self.open is not None and cell > self.open:
             self.open = None  # the graded cell is over once a later cell has run
         return record
+
+    def forwarded(self, record):
+        """After ``record`` reached the grader: when it was the open cell's last result, say so to the child."""
+        if "part" in record and all((self.open, part) in self.recorded for part in self._parts(self.open)):
+            self._answer(b"")
+
+    def _answer(self, payload):
+        try:  # a few hundred bytes into an empty pipe, unless the notebook's code stopped reading it
+            written = os.write(self.answer_fd, protocol.frame(payload))
+        except BlockingIOError:
+            written = 0
+        if written != len(payload) + 4:
+            raise protocol.ProtocolError("the notebook's process does not read its challenges")
 
 
 def _limit_exceeded(counted_files):
@@ -421,6 +434,7 @@ def _serve_one(protocol_fd):
                 forward = session.take(protocol.parse(line))
                 if forward is not None:
                     send({"record": forward})
+                    session.forwarded(forward)
         except Forged as forged:
             state["reason"] = f"forged: {forged}"
             state["forged"] = [list(key) for key in forged.parts]
