@@ -358,6 +358,7 @@ def test_selfcheck_report_on_a_file(release_with_boilerplate, tmp_path, capsys, 
     nb, expected = release_with_boilerplate["resnet18"]
     monkeypatch.setattr(selfcheck, "load_expected", lambda assignment: expected)
     monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    monkeypatch.delenv("PYTHONPATH", raising=False)  # the kernel inherits it: it would import this repository
     monkeypatch.chdir(tmp_path)
     stripped = nbformat.from_dict(nb)
     for cell in stripped.cells:
@@ -738,6 +739,7 @@ def test_release_notebook_runs_in_colab_like_python(colab_python, student_editio
            "RESNET_DATA_DIR": str(data_dir), "MPLBACKEND": "Agg"}
     monkeypatch.setenv("JUPYTER_PATH", kernel_spec(tmp_path / "jupyter", colab_python, env))
     monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    monkeypatch.delenv("PYTHONPATH", raising=False)  # the kernel inherits it: it would import this repository
     workdir = tmp_path / "work"
     workdir.mkdir()
     (tmp_path / "home").mkdir()
