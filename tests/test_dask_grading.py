@@ -35,14 +35,14 @@ pytestmark = pytest.mark.skipif(not bwrap_available() and not os.environ.get("CI
 DASK = str(Path(sys.executable).with_name("dask"))
 EXPECTED_SAMPLES = json.loads((course.SAMPLES / "resnet18" / "expected_scores.json").read_text())
 
-# Without the sandbox, a notebook can reach the process that runs it: this one kills the Dask
-# worker (its grading process's parent), every time it runs.
-# Without the sandbox, the notebook walks up its ancestors (its per-job helper, the warm worker) to the
-# Dask worker process and kills it.
+# Without the sandbox, a notebook can reach the processes that run it: this one walks up its
+# ancestors (its per-job helper, the warm worker) to the Dask worker and kills it, every time it
+# runs. The worker is the nanny's child, started by multiprocessing's spawn (its command line does
+# not name dask); killing the nanny instead would leave nothing to start a new worker.
 KILLS_ITS_DASK_WORKER = """# %% parameter_counts
 import os, signal
 pid = os.getpid()
-while pid > 1 and b"dask" not in open(f"/proc/{pid}/cmdline", "rb").read():
+while pid > 1 and not any(word in open(f"/proc/{pid}/cmdline", "rb").read() for word in (b"multiprocessing", b"dask")):
     with open(f"/proc/{pid}/stat") as f:
         pid = int(f.read().rsplit(")", 1)[1].split()[1])
 if pid > 1:
