@@ -210,6 +210,8 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
                 print(f"warning: {caveat}", file=sys.stderr)
         warming = threading.Thread(target=pool.start)  # workers warm up while intake restores the notebooks
         warming.start()
+        # The checks import MXNet (a second or two): loaded meanwhile, before the first draw needs them.
+        threading.Thread(target=trusted.all_parts, args=(assignment,), daemon=True).start()
         try:
             _ensure_assignment(course_dir, assignment, db_url)  # while the workers and the recorder start
             items = restore_entries(fresh, assignment, course_dir)
