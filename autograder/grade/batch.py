@@ -34,7 +34,6 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import nbformat
-from nbgrader.api import Gradebook, MissingEntry
 
 from .. import course
 from . import trusted
@@ -60,6 +59,8 @@ def _key(nb, assignment):
 
 def _ensure_assignment(course_dir, assignment, db_url):
     """The gradebook knows the assignment (nbgrader generate_assignment records its graded cells)."""
+    from nbgrader.api import Gradebook, MissingEntry
+
     with setup_lock(db_url):  # another grader may be setting up the same gradebook
         with Gradebook(db_url) as gb:
             try:
@@ -175,7 +176,6 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
     course_dir = Path(course_dir).resolve()
     _scripts_on_path()
     limits = limits or Limits()
-    db_url = course.db_url(course_dir, db_url)
     if scheduler is None:
         jobs = jobs or os.cpu_count() or 1
         if sandbox and not bwrap_available():
@@ -186,7 +186,6 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
     (work / "verdicts").mkdir(parents=True, exist_ok=True)
     state = report.State(work)
     entries = collect(inputs, assignment, roster=roster, workdir=work / "intake")
-    messages = report.remove_ghosts(course_dir, db_url, assignment, state, entries)
     known, refused = ({} if force else _read_refused(work)), {}
     fresh, input_keys = [], {}
     for entry in entries:
@@ -197,22 +196,28 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
                 or not _cached(work, course_dir, assignment, entry.student_id, "input_key", key)):
             input_keys[id(entry)] = key
             fresh.append(entry)
+    to_grade = sum(e.reason is None for e in fresh)
     verdicts, items, to_run = {}, [], []
-    if any(e.reason is None for e in fresh):
-        recorder = Recorders(course_dir, assignment, work / "verdicts", db_url, recorders)
-        if scheduler is not None:
-            from .cluster import DaskPool
-            pool = DaskPool(scheduler, sandbox=sandbox, limits=limits)
-        else:
-            # no more warm workers than files to run: regrading one file starts one
-            pool = Pool(min(jobs, sum(e.reason is None for e in fresh)), sandbox=sandbox, limits=limits)
-            for caveat in pool.caveats:
-                print(f"warning: {caveat}", file=sys.stderr)
-        warming = threading.Thread(target=pool.start)  # workers warm up while intake restores the notebooks
-        warming.start()
-        # The checks import MXNet (a second or two): loaded meanwhile, before the first draw needs them.
-        threading.Thread(target=trusted.all_parts, args=(assignment,), daemon=True).start()
-        try:
+    pool = recorder = warming = None
+    try:
+        if to_grade:
+            # What is slow to start starts first and warms up meanwhile: the workers (MXNet), then
+            # nbgrader's configuration and the recorders, then the checks (MXNet, in this process).
+            if scheduler is not None:
+                from .cluster import DaskPool
+                pool = DaskPool(scheduler, sandbox=sandbox, limits=limits)
+            else:
+                pool = Pool(min(jobs, to_grade), sandbox=sandbox, limits=limits)  # regrading one file starts one
+                for caveat in pool.caveats:
+                    print(f"warning: {caveat}", file=sys.stderr)
+            warming = threading.Thread(target=pool.start)
+            warming.start()
+        db_url = course.db_url(course_dir, db_url)  # imports nbgrader
+        # Ids whose file another id now holds: a ghost's rows are not an entry's, so `fresh` stands.
+        messages = report.remove_ghosts(course_dir, db_url, assignment, state, entries)
+        if to_grade:
+            recorder = Recorders(course_dir, assignment, work / "verdicts", db_url, recorders)
+            threading.Thread(target=trusted.all_parts, args=(assignment,), daemon=True).start()
             _ensure_assignment(course_dir, assignment, db_url)  # while the workers and the recorder start
             items = restore_entries(fresh, assignment, course_dir)
             for item in items:
@@ -232,12 +237,17 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
             if to_run:
                 verdicts.update(_run_all(pool, recorder, to_run, assignment, limits, jobs, progress, course_dir,
                                          work))
-        finally:
+        else:
+            items = restore_entries(fresh, assignment, course_dir)  # files that cannot be graded: no work
+    finally:
+        if warming:
             warming.join()
-            pool.close()
-            recorder.close()
-    else:
-        items = restore_entries(fresh, assignment, course_dir)  # files that cannot be graded: no work
+        # The workers and the recorders stop side by side (each takes a moment to exit and be reaped).
+        stopping = [threading.Thread(target=done.close) for done in (pool, recorder) if done]
+        for thread in stopping:
+            thread.start()
+        for thread in stopping:
+            thread.join()
     _write_refused(work, refused | {input_keys[id(i.entry)]: i.reason for i in items if i.refused})
     maxima = course.max_scores(assignment)
     scores = report.gradebook_scores(db_url, assignment)

@@ -37,8 +37,6 @@ import re
 import shutil
 import time
 
-from nbgrader.api import Gradebook, MissingEntry
-
 from .. import course
 from .intake.collect import CANVAS_COLUMNS, canvas_student_id, canvas_students
 
@@ -70,6 +68,8 @@ def _part_columns(maxima):
 
 def gradebook_scores(db_url, assignment):
     """{student: {part: score}} for every submission of the assignment in the gradebook."""
+    from nbgrader.api import Gradebook, MissingEntry  # here: the grader starts its workers first
+
     parts = course.parts_of(course.source_notebook(assignment))
     table = {}
     with Gradebook(db_url) as gb:
@@ -167,6 +167,8 @@ def remove_ghosts(course_dir, db_url, assignment, state, entries):
 
 
 def _remove_student(course_dir, db_url, assignment, student):
+    from nbgrader.api import Gradebook, MissingEntry  # here: the grader starts its workers first
+
     with Gradebook(db_url) as gb:
         try:
             gb.remove_submission(assignment, student)
