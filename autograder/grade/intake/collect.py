@@ -357,19 +357,26 @@ def roster_missing(rows, entries):
     return sorted({r["student_id"] for r in rows} - sent)
 
 
-def _ambiguous_owners(entries):
-    """Notebooks given by the roster to a student who has several: error rows naming the files."""
-    by_student = {}
+def _refuse_shared_ids(entries, owner, reason):
+    """Every gradable entry whose ``owner(entry)`` (an id, or None) another one shares becomes an
+    error row; ``reason(id, group, names)`` says why, naming the files."""
+    groups = {}
     for e in entries:
-        if e.reason is None and e.roster_id:
-            by_student.setdefault(e.roster_id, []).append(e)
-    for sid, group in by_student.items():
+        key = owner(e) if e.reason is None else None
+        if key is not None:
+            groups.setdefault(key, []).append(e)
+    for key, group in groups.items():
         if len(group) > 1:
             names = ", ".join(e.source for e in group)
             for e in group:
-                e.reason = (f"the roster gives {sid} several files ({names}): "
-                            "name the right one in a `file` column of the roster")
-                e.status = "error"
+                e.reason, e.status = reason(key, group, names), "error"
+
+
+def _ambiguous_owners(entries):
+    """Notebooks given by the roster to a student who has several: error rows naming the files."""
+    _refuse_shared_ids(entries, lambda e: e.roster_id or None,
+                       lambda sid, group, names: (f"the roster gives {sid} several files ({names}): "
+                                                  "name the right one in a `file` column of the roster"))
 
 
 # --- collect ------------------------------------------------------------------
@@ -494,17 +501,10 @@ def collect(inputs, assignment, roster=None, workdir=None):
 def _ambiguous_names(entries):
     """Notebooks without a roster match that give the same id: error entries naming each other, so
     that a copy of someone's notebook cannot take that someone's id by sorting first."""
-    by_id = {}
-    for e in entries:
-        if e.reason is None and e.roster_id is None:
-            by_id.setdefault(e.student_id, []).append(e)
-    for sid, group in by_id.items():
-        if len(group) > 1:
-            names = ", ".join(e.source for e in group)
-            for e in group:
-                e.reason = (f"ambiguous: {len(group)} files give the student id {sid} ({names}): "
-                            "grade with a roster (--roster) that names each file's student")
-                e.status = "error"
+    _refuse_shared_ids(entries, lambda e: e.student_id if e.roster_id is None else None,
+                       lambda sid, group, names: (f"ambiguous: {len(group)} files give the student id {sid} "
+                                                  f"({names}): grade with a roster (--roster) that names each "
+                                                  "file's student"))
 
 
 def _deduplicate(entries):
