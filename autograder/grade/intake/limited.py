@@ -8,10 +8,6 @@ doors (the batch grader's intake and nbgrader's ``RestoreSubmission``)
 restore each file in a child process (``_child``), which sets ``RLIMIT_AS`` and ``RLIMIT_CPU`` on itself before it reads the
 file and is killed after ``Limits.wall_seconds``. Whatever happens to the
 child, the file gets a one-line reason and the caller goes on.
-
-The child does without the optional IRI format checker of ``jsonschema``
-(imported by nbformat's validator): importing it takes about 4 s here, per
-child, and no notebook schema field uses that format.
 """
 import json
 import os
@@ -26,9 +22,7 @@ from pathlib import Path
 from .restore import Unusable
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[3]   # where the child imports ``autograder`` from
-# Before anything imports nbformat (the package's __init__ does): see the module docstring.
-CHILD = ('import sys, json; sys.modules["rfc3987_syntax"] = None; '
-         'from autograder.grade.intake.limited import _child; _child(json.loads(sys.argv[1]))')
+CHILD = 'import sys, json; from autograder.grade.intake.limited import _child; _child(json.loads(sys.argv[1]))'
 
 
 class LimitExceeded(Unusable):
