@@ -77,6 +77,8 @@ def _warm_up(observer_modules):
     from d2l import mxnet as d2l  # noqa: F401
     from IPython.core.interactiveshell import InteractiveShell  # noqa: F401
     import importlib
+    from ..student import lazy_mxnet
+    lazy_mxnet.load()  # the checks' MXNet names, bound before any notebook can touch sys.modules
     for module in observer_modules:
         importlib.import_module(module)
 

@@ -8,7 +8,8 @@ import contextlib
 import types
 
 import numpy as onp
-from mxnet import autograd, gluon, np as mnp
+
+from .lazy_mxnet import autograd, gluon, mnp
 
 
 def children(block):

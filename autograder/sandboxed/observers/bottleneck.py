@@ -13,9 +13,8 @@ convolution), never for a correct block.
 """
 import inspect
 
-from mxnet import gluon
-
 from ...student import gluon_walk as walk
+from ...student.lazy_mxnet import gluon
 from ...student.checks.bottleneck import (
     block_info, build_block, conv_info, easy_data, observe_shapes, raised, spied, train, try_run)
 from ...student.parts import canonical

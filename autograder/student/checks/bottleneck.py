@@ -22,10 +22,12 @@ student's ``Bottleneck`` for a spy, so a bug in the block costs only the
 block's marks. Layers are found by kind and shape, never by their
 auto-generated names.
 """
+import functools
+
 import numpy as onp
-from mxnet import autograd, cpu, gluon, init, np as mnp
 
 from .. import gluon_walk as walk
+from ..lazy_mxnet import autograd, gluon, init, mnp, mxnet
 from ..checking import CheckFailed, quiet_stderr
 from ..parts import Part, canonical, close, describe_error, expect, fail, secret_seed
 
@@ -208,26 +210,31 @@ class BottleneckDemoShapes(JudgedPart):
 
 # ------------------------------------------------------------- small_resnet
 
-class _BlockSpy(gluon.nn.HybridBlock):
-    """Stands in for the student's Bottleneck: remembers its arguments and
-    changes the shape exactly as a correct block would (one strided 1x1
-    convolution to 4 * num_channels). A HybridBlock, so it fits in both
-    Sequential and HybridSequential containers."""
-    calls = None
-    instances = None
+@functools.cache
+def _block_spy_base():
+    """The stand-in's class, made on first use (it subclasses a Gluon block: MXNet is imported then)."""
+    class _BlockSpy(gluon.nn.HybridBlock):
+        """Stands in for the student's Bottleneck: remembers its arguments and
+        changes the shape exactly as a correct block would (one strided 1x1
+        convolution to 4 * num_channels). A HybridBlock, so it fits in both
+        Sequential and HybridSequential containers."""
+        calls = None
+        instances = None
 
-    def __init__(self, num_channels, strides=1, use_projection=True, **kwargs):
-        super().__init__(**kwargs)
-        type(self).calls.append((num_channels, strides, use_projection))
-        type(self).instances.append(self)
-        self.proj = gluon.nn.Conv2D(EXPANSION * num_channels, 1, strides=strides)
+        def __init__(self, num_channels, strides=1, use_projection=True, **kwargs):
+            super().__init__(**kwargs)
+            type(self).calls.append((num_channels, strides, use_projection))
+            type(self).instances.append(self)
+            self.proj = gluon.nn.Conv2D(EXPANSION * num_channels, 1, strides=strides)
 
-    def hybrid_forward(self, F, X):
-        return self.proj(X)
+        def hybrid_forward(self, F, X):
+            return self.proj(X)
+
+    return _BlockSpy
 
 
 def block_spy():
-    return type("Bottleneck", (_BlockSpy,), {"calls": [], "instances": []})
+    return type("Bottleneck", (_block_spy_base(),), {"calls": [], "instances": []})
 
 
 def spied(small_resnet, *args):
@@ -300,22 +307,27 @@ def _loaders(data, batch_size):
     return _Batches(X, y, batch_size, shuffle=True), _Batches(X_test, y_test, batch_size, shuffle=False)
 
 
-class _Recorder(gluon.nn.Block):
-    """A one-layer classifier that remembers its parameters as they were at
-    the first forward pass made while training (after any re-initialisation)."""
+@functools.cache
+def _recorder_class():
+    """The recording classifier's class, made on first use (a Gluon block: MXNet is imported then)."""
+    class _Recorder(gluon.nn.Block):
+        """A one-layer classifier that remembers its parameters as they were at
+        the first forward pass made while training (after any re-initialisation)."""
 
-    def __init__(self, classes, features, **kwargs):
-        super().__init__(**kwargs)
-        self.out = gluon.nn.Dense(classes, in_units=features)
-        self.first = None
+        def __init__(self, classes, features, **kwargs):
+            super().__init__(**kwargs)
+            self.out = gluon.nn.Dense(classes, in_units=features)
+            self.first = None
 
-    def forward(self, X):
-        if self.first is None and autograd.is_training():
-            self.first = self.weights()
-        return self.out(X)
+        def forward(self, X):
+            if self.first is None and autograd.is_training():
+                self.first = self.weights()
+            return self.out(X)
 
-    def weights(self):
-        return [walk.get(p).tolist() for p in (self.out.weight, self.out.bias)]
+        def weights(self):
+            return [walk.get(p).tolist() for p in (self.out.weight, self.out.bias)]
+
+    return _Recorder
 
 
 def _record_history(history):
@@ -338,10 +350,10 @@ def train(train_adam, spec, features, classes, data):
     The recorder arrives initialised with constant weights (PRESET_WEIGHT), as a
     network the notebook built and maybe ran before: train_adam must initialise
     it itself (with force_reinit=True), which the hidden checks verify."""
-    net = _Recorder(classes, features)
+    net = _recorder_class()(classes, features)
     net.initialize(init.Constant(PRESET_WEIGHT), force_reinit=True)
     train_iter, test_iter = _loaders(data, spec["batch_size"])
-    history = train_adam(net, train_iter, test_iter, spec["epochs"], spec["lr"], cpu())
+    history = train_adam(net, train_iter, test_iter, spec["epochs"], spec["lr"], mxnet.cpu())
     return _record_history(history), net
 
 

@@ -18,9 +18,10 @@ import contextlib
 import io
 import re
 
-from mxnet import autograd, gluon, np as mnp
+import functools
 
 from .. import gluon_walk as walk
+from ..lazy_mxnet import autograd, gluon, mnp
 from ..parts import Part, canonical, expect, fail
 
 
@@ -36,22 +37,27 @@ def plain_stride(strides):
     return int(strides)
 
 
-class _UnitSpy(gluon.nn.HybridBlock):
-    """Stands in for Residual: records its arguments, changes the shape as
-    Residual would. A HybridBlock, so it fits any Gluon container."""
-    calls = None
+@functools.cache
+def _unit_spy_base():
+    """The stand-in's class, made on first use (it subclasses a Gluon block: MXNet is imported then)."""
+    class _UnitSpy(gluon.nn.HybridBlock):
+        """Stands in for Residual: records its arguments, changes the shape as
+        Residual would. A HybridBlock, so it fits any Gluon container."""
+        calls = None
 
-    def __init__(self, num_channels, use_1x1conv=False, strides=1, **kwargs):
-        super().__init__(**kwargs)
-        type(self).calls.append([int(num_channels), bool(use_1x1conv), plain_stride(strides)])
-        self.proj = gluon.nn.Conv2D(num_channels, 1, strides=strides)
+        def __init__(self, num_channels, use_1x1conv=False, strides=1, **kwargs):
+            super().__init__(**kwargs)
+            type(self).calls.append([int(num_channels), bool(use_1x1conv), plain_stride(strides)])
+            self.proj = gluon.nn.Conv2D(num_channels, 1, strides=strides)
 
-    def hybrid_forward(self, F, X):
-        return self.proj(X)
+        def hybrid_forward(self, F, X):
+            return self.proj(X)
+
+    return _UnitSpy
 
 
 def unit_spy():
-    return type("Residual", (_UnitSpy,), {"calls": []})
+    return type("Residual", (_unit_spy_base(),), {"calls": []})
 
 
 def stage_spy():
