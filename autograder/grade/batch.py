@@ -199,6 +199,7 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
     to_grade = sum(e.reason is None for e in fresh)
     verdicts, items, to_run = {}, [], []
     pool = recorder = warming = None
+    stopping, completed = [], False
     try:
         if to_grade:
             # What is slow to start starts first and warms up meanwhile: the workers (MXNet), then
@@ -239,15 +240,29 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
                                          work))
         else:
             items = restore_entries(fresh, assignment, course_dir)  # files that cannot be graded: no work
+        completed = True
     finally:
         if warming:
             warming.join()
-        # The workers and the recorders stop side by side (each takes a moment to exit and be reaped).
+        # The workers and the recorders stop side by side (each takes a moment to exit and be reaped),
+        # while the reports are written: every verdict is recorded by now, so nothing below needs them.
         stopping = [threading.Thread(target=done.close) for done in (pool, recorder) if done]
         for thread in stopping:
             thread.start()
+        if not completed:
+            for thread in stopping:
+                thread.join()
+    try:
+        return _rows_and_reports(assignment, course_dir, roster, db_url, work, state, entries, items, to_run,
+                                 verdicts, refused, input_keys, messages)
+    finally:
         for thread in stopping:
             thread.join()
+
+
+def _rows_and_reports(assignment, course_dir, roster, db_url, work, state, entries, items, to_run, verdicts,
+                      refused, input_keys, messages):
+    """The run's rows, and the reports written from them and the gradebook."""
     _write_refused(work, refused | {input_keys[id(i.entry)]: i.reason for i in items if i.refused})
     maxima = course.max_scores(assignment)
     scores = report.gradebook_scores(db_url, assignment)

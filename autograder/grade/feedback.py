@@ -25,6 +25,7 @@ links (http, https, mailto, in-page) and embedded ``data:`` images, and
 escape the rest: no script, event handler, style, iframe, form, remote
 image or ``javascript:`` link.
 """
+import functools
 import html
 import re
 from pathlib import Path
@@ -79,9 +80,24 @@ def _attribute_allowed(tag, name, value):
     return tag in ("th", "td") and name == "align"
 
 
+# Most of a page's text is the release's, the same on every student's page: the two filters below are
+# pure functions of their text, so a recorder keeps what they made for texts up to this long.
+MEMO_CHARS, MEMO_ENTRIES = 1 << 16, 4096
+
+
+def _remembered(function):
+    """``function`` of one string, its results kept for strings up to MEMO_CHARS characters."""
+    kept = functools.lru_cache(maxsize=MEMO_ENTRIES)(function)
+    return functools.wraps(function)(lambda text: kept(text) if len(text) <= MEMO_CHARS else function(text))
+
+
 def clean_html(text):
     """Student-controlled HTML made inert: allowed tags and attributes kept, every other tag escaped."""
-    text = text.decode() if isinstance(text, bytes) else str(text)
+    return _clean_html(text.decode() if isinstance(text, bytes) else str(text))
+
+
+@_remembered
+def _clean_html(text):
     return bleach.clean(text, tags=TAGS, attributes=_attribute_allowed,
                         protocols={"http", "https", "mailto", "data"}, strip_comments=True)
 
@@ -91,13 +107,23 @@ def markdown2html(context, source):
     """nbconvert's Markdown rendering (math and cell attachments included), then :func:`clean_html`.
 
     A cell nbconvert cannot render (it names an attachment it does not have) is shown as its text."""
-    cell = context.get("cell", {})
-    renderer = IPythonRenderer(escape=False, attachments=cell.get("attachments", {}), embed_images=False,
-                               anchor_link_text="¶")
+    attachments = context.get("cell", {}).get("attachments", {})
+    if attachments or not isinstance(source, str):
+        return _render_markdown(source, attachments)
+    return _plain_markdown(source)
+
+
+def _render_markdown(source, attachments):
+    renderer = IPythonRenderer(escape=False, attachments=attachments, embed_images=False, anchor_link_text="¶")
     try:
         return clean_html(MarkdownWithMath(renderer=renderer).render(source))
     except InvalidNotebook:
         return f"<pre>{html.escape(source)}</pre>"
+
+
+@_remembered
+def _plain_markdown(source):
+    return _render_markdown(source, {})
 
 
 class ShortTracebacks(Preprocessor):
