@@ -91,8 +91,9 @@ def _submit(course_dir, work, assignment, item, verdict):
     os.rename(staging, target)
 
 
-def _run_all(pool, recorder, items, assignment, limits, jobs, progress, course_dir, work):
-    """Run, judge and record every item; returns {student_id: verdict}."""
+def _run_all(pool, recorder, items, assignment, limits, jobs, progress, course_dir, work, ran_all):
+    """Run, judge and record every item; returns {student_id: verdict}. ``ran_all()`` is called once
+    the last notebook has run, before the recording is waited for."""
     calls = trusted.plan(assignment)
     results = {}
     bar = None
@@ -114,6 +115,7 @@ def _run_all(pool, recorder, items, assignment, limits, jobs, progress, course_d
             recorder.record(item.student_id)
             if bar:
                 bar.update()
+    ran_all()
     if bar:
         bar.close()
         print("recording the verdicts and writing feedback with nbgrader ...", file=sys.stderr)
@@ -200,6 +202,14 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
     verdicts, items, to_run = {}, [], []
     pool = recorder = warming = None
     stopping, completed = [], False
+
+    def stop(done):
+        """Stop ``done`` (the workers or the recorders) in a thread: each takes a moment to exit and be reaped."""
+        if done is not None and done not in [s for s, _ in stopping]:
+            thread = threading.Thread(target=done.close)
+            thread.start()
+            stopping.append((done, thread))
+
     try:
         if to_grade:
             # What is slow to start starts first and warms up meanwhile: the workers (MXNet), then
@@ -236,27 +246,27 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
                 threads = pool.started()  # says why when the cluster cannot be used
                 jobs = jobs or threads    # by default, as many submissions in flight as it has threads
             if to_run:
+                threading.Thread(target=report.import_plotting, daemon=True).start()
                 verdicts.update(_run_all(pool, recorder, to_run, assignment, limits, jobs, progress, course_dir,
-                                         work))
+                                         work, ran_all=lambda: stop(pool)))  # while the recorders finish
         else:
             items = restore_entries(fresh, assignment, course_dir)  # files that cannot be graded: no work
         completed = True
     finally:
         if warming:
             warming.join()
-        # The workers and the recorders stop side by side (each takes a moment to exit and be reaped),
-        # while the reports are written: every verdict is recorded by now, so nothing below needs them.
-        stopping = [threading.Thread(target=done.close) for done in (pool, recorder) if done]
-        for thread in stopping:
-            thread.start()
+        # Workers and recorders stop side by side, while the reports are written: every verdict is
+        # recorded by now, so nothing below needs them.
+        stop(pool)
+        stop(recorder)
         if not completed:
-            for thread in stopping:
+            for _, thread in stopping:
                 thread.join()
     try:
         return _rows_and_reports(assignment, course_dir, roster, db_url, work, state, entries, items, to_run,
                                  verdicts, refused, input_keys, messages)
     finally:
-        for thread in stopping:
+        for _, thread in stopping:
             thread.join()
 
 

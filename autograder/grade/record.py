@@ -23,6 +23,10 @@ import sys
 import time
 from contextlib import contextmanager
 
+# Recorders yield the CPU to the sandbox workers, whose runs are what a batch waits for: while the
+# workers warm up (MXNet) a recorder starts and warms its caches on what they leave, and in a batch
+# recording catches up on the cores the workers leave.
+NICENESS = 5
 STUDENT_ID = re.compile(r"^[A-Za-z0-9_-]+$")  # what intake gives; never a glob pattern for nbgrader
 
 
@@ -94,6 +98,7 @@ def _warm_caches(config, source):
 
 
 def main(course_dir, assignment, verdict_dir, db_url, lock=""):
+    os.nice(NICENESS)
     os.environ["RESNET_VERDICTS"] = str(verdict_dir)
     from nbgrader.converters import Autograde, GenerateFeedback
     from nbgrader.converters.base import NbGraderException
@@ -126,3 +131,6 @@ def main(course_dir, assignment, verdict_dir, db_url, lock=""):
 
 if __name__ == "__main__":
     main(*sys.argv[1:6])
+    # Every student's rows are committed and answered: end without Python's teardown of nbgrader,
+    # nbconvert and SQLAlchemy's modules (about half a second the grader would wait for).
+    os._exit(0)
