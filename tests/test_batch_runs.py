@@ -5,6 +5,7 @@ about 10 s apiece): a first folder, a second folder, the second again, then
 the first with a roster; a Canvas export as roster gets its own course.
 """
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -166,3 +167,38 @@ def test_the_command_by_its_full_path_writes_no_formula_and_counts_a_rerun(tmp_p
     parts = [f"{p} /{m:g}" for p, m in course.max_scores("resnet18").items()]
     assert header == ["input", "student_id", "status", "score", "max_score", *parts, "notes"]
 
+
+
+def test_the_grader_judges_real_submissions_without_importing_mxnet(tmp_path):
+    """Judges compare numbers: the grader's own process never imports MXNet (the checks name its
+    modules lazily, ``autograder/student/lazy_mxnet.py``), yet grades correct answers fully and a
+    mistake partly, for both assignments."""
+    course_dir = prepare_course(tmp_path / "course")
+    inbox = {}
+    for assignment, wrong in (("resnet18", "relu_before_add"), ("bottleneck", "relu_before_add")):
+        inbox[assignment] = tmp_path / assignment
+        inbox[assignment].mkdir()
+        release = nbformat.read(course.RELEASE / assignment / f"{assignment}.ipynb", as_version=4)
+        for sample in ("correct_reference", wrong):
+            nb = fill(release, read_answers(course.SAMPLES / assignment / f"{sample}.py"))
+            nbformat.write(nb, inbox[assignment] / f"{sample}_{assignment}.ipynb")
+    script = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from autograder.grade.batch import grade\n"
+        "scores = {}\n"
+        "for assignment, inbox in json.loads(sys.argv[2]).items():\n"
+        "    for row in grade(assignment, [inbox], course_dir=sys.argv[1], progress=False):\n"
+        "        scores[Path(row['input']).stem] = row['score']\n"
+        "print(json.dumps({'scores': scores, 'mxnet': 'mxnet' in sys.modules}))\n")
+    done = subprocess.run([sys.executable, "-c", script, str(course_dir),
+                           json.dumps({a: str(p) for a, p in inbox.items()})],
+                          capture_output=True, text=True, cwd=course.ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    said = json.loads(done.stdout.strip().splitlines()[-1])
+    assert said["mxnet"] is False
+    assert len(said["scores"]) == 4, said
+    for stem, score in said["scores"].items():
+        sample, assignment = stem.rsplit("_", 1)
+        expected = json.loads((course.SAMPLES / assignment / "expected_scores.json").read_text())[sample]
+        assert float(score) == sum(expected.values()), (stem, score)
