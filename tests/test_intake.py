@@ -197,6 +197,53 @@ def test_restoring_runs_under_a_time_and_memory_limit(tmp_path):
         restore_limited(path, release, sources, ASSIGNMENT, Limits(wall_seconds=0.05))
 
 
+def test_a_lost_restoring_server_loses_one_file_for_this_run_only(tmp_path):
+    """The children that restore files are forked from one server (limited.py). Killed while a
+    file is being restored, it takes that child with it: the file gets a reason that is not
+    remembered as refused (a later run tries it again), and the next file gets a new server."""
+    import threading
+    import time
+
+    from autograder.grade.intake import LimitExceeded, restore_limited
+    from autograder.grade.intake import limited
+    release, sources = course.RELEASE / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", {
+        a: course.source_notebook(a) for a in course.assignments()}
+    small = tmp_path / "small.ipynb"
+    nbformat.write(correct(), small)
+    assert solutions(restore_limited(small, release, sources, ASSIGNMENT)[0]) == solutions(correct())
+    slow = tmp_path / "slow.ipynb"   # about 4,400 cells pasted from the release: seconds of matching
+    nb = correct()
+    nb.cells = [copy.deepcopy(cell) for _ in range(60) for cell in nb.cells]
+    for index, cell in enumerate(nb.cells):
+        cell["id"] = f"pasted-{index}"
+    nbformat.write(nb, slow)
+    server = limited._server._process
+    outcome = {}
+
+    def restoring():
+        try:
+            outcome["notebook"] = restore_limited(slow, release, sources, ASSIGNMENT)[0]
+        except Unusable as error:
+            outcome["error"] = error
+
+    thread = threading.Thread(target=restoring)
+    thread.start()
+    time.sleep(0.5)
+    children = [int(p) for p in (Path("/proc") / str(server.pid) / "task" / str(server.pid) / "children")
+                .read_text().split()]
+    server.kill()
+    thread.join(60)
+    assert not thread.is_alive()
+    assert children, "the slow file was restored in under half a second: make it slower"
+    assert isinstance(outcome.get("error"), LimitExceeded), outcome   # its child died with the server
+    assert "grade again" in outcome["error"].reason
+    time.sleep(0.2)
+    assert not any(Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+                   for pid in children)
+    assert solutions(restore_limited(small, release, sources, ASSIGNMENT)[0]) == solutions(correct())
+    assert limited._server._process.pid != server.pid
+
+
 # --- restore: rebuilding ------------------------------------------------------------
 
 def test_an_intact_submission_is_unchanged(tmp_path):

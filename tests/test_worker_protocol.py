@@ -8,6 +8,9 @@ outcome only, and must run the next job on a new worker. Also here: with a
 root grader, the sandbox runs as an unprivileged host user.
 """
 import os
+import subprocess
+import sys
+import textwrap
 import time
 
 import nbformat
@@ -119,3 +122,27 @@ def _descendants(root):
         grew = bool(more)
     # The cgroup's /bin/sh execs setpriv, which execs bubblewrap: the Popen pid is bubblewrap itself.
     return found | {root}
+
+
+def test_the_worker_binds_mxnet_and_the_stand_ins_before_any_notebook():
+    """The checks name MXNet's modules lazily (the grader never imports MXNet); in the sandbox the
+    worker's warm-up binds them, and makes the stand-in classes, before any notebook runs: a
+    notebook that then replaces ``mxnet.gluon`` in ``sys.modules`` changes nothing the checks use."""
+    code = textwrap.dedent("""
+        import sys
+        from autograder import course
+        from autograder.student import lazy_mxnet
+        from autograder.student.checks import bottleneck, resnet18
+        assert "mxnet" not in sys.modules
+        from autograder.sandboxed import worker
+        worker._warm_up([m for a in course.ASSIGNMENTS for m in course.OBSERVER_MODULES[a]])
+        made = [f.cache_info().currsize for f in (resnet18._unit_spy_base, bottleneck._block_spy_base,
+                                                   bottleneck._recorder_class)]
+        real = sys.modules["mxnet.gluon"]
+        sys.modules["mxnet.gluon"] = None   # what a notebook's code could do before its first graded cell
+        spies = [resnet18.unit_spy(), bottleneck.block_spy()]
+        print(made, lazy_mxnet.gluon.nn is real.nn, all(issubclass(s, real.nn.HybridBlock) for s in spies))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=course.ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[-2] == "[1, 1, 1] True True", done.stdout

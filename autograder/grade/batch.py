@@ -213,7 +213,7 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
     try:
         if to_grade:
             # What is slow to start starts first and warms up meanwhile: the workers (MXNet), then
-            # nbgrader's configuration and the recorders, then the checks (MXNet, in this process).
+            # nbgrader's configuration and the recorders.
             if scheduler is not None:
                 from .cluster import DaskPool
                 pool = DaskPool(scheduler, sandbox=sandbox, limits=limits)
@@ -228,7 +228,6 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
         messages = report.remove_ghosts(course_dir, db_url, assignment, state, entries)
         if to_grade:
             recorder = Recorders(course_dir, assignment, work / "verdicts", db_url, recorders)
-            threading.Thread(target=trusted.all_parts, args=(assignment,), daemon=True).start()
             _ensure_assignment(course_dir, assignment, db_url)  # while the workers and the recorder start
             items = restore_entries(fresh, assignment, course_dir)
             for item in items:

@@ -66,15 +66,17 @@ class Recorders:
             if student is None:
                 self._queue.task_done()
                 return
+            if slot[0] is None:  # the last one died: a new recorder, now that there is work for it
+                slot[0] = self._spawn()
             try:
                 slot[0].stdin.write(student + "\n")
                 slot[0].stdin.flush()
                 answer = slot[0].stdout.readline().split()
             except OSError:
                 answer = []
-            if not answer:  # the recorder died on this student: it fails, the next ones get a new recorder
+            if not answer:  # the recorder died on this student: it fails, the next one gets a new recorder
                 slot[0].wait()
-                slot[0] = self._spawn()
+                slot[0] = None
             with self._guard:
                 if len(answer) == 4 and answer[0] == "ok":
                     self.timings.append((student, float(answer[2]), float(answer[3])))
@@ -98,5 +100,6 @@ class Recorders:
             self._queue.put(None)
         for slot, thread in self._workers:
             thread.join()
-            slot[0].stdin.close()
-            slot[0].wait()
+            if slot[0] is not None:
+                slot[0].stdin.close()
+                slot[0].wait()

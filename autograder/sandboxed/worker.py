@@ -78,9 +78,9 @@ def _warm_up(observer_modules):
     from IPython.core.interactiveshell import InteractiveShell  # noqa: F401
     import importlib
     from ..student import lazy_mxnet
-    lazy_mxnet.load()  # the checks' MXNet names, bound before any notebook can touch sys.modules
     for module in observer_modules:
         importlib.import_module(module)
+    lazy_mxnet.load()  # the checks' MXNet names and stand-ins, bound before any notebook runs
 
 
 # ------------------------------------------------------------------ child

@@ -17,6 +17,7 @@ half a second per file. The server is single-threaded and holds no
 student's data (each child reads only its own request); the grader talks to
 it over a pipe, one line per message, and it kills a child when asked.
 """
+import ctypes
 import json
 import os
 import resource
@@ -71,13 +72,16 @@ class _ForkServer:
 
     def _read(self):
         for line in self._process.stdout:
-            ident, code = (int(n) for n in line.split())
+            try:
+                ident, code = (int(n) for n in line.split())
+            except ValueError:
+                continue  # not one of the server's lines
             with self._lock:
                 slot = self._waiting.pop(ident, None)
             if slot:
                 slot[1] = code
                 slot[0].set()
-        with self._lock:  # the server ended: every child it had is gone too
+        with self._lock:  # the server ended: its children die with it (see _child)
             for slot in self._waiting.values():
                 slot[1] = None
                 slot[0].set()
@@ -86,6 +90,8 @@ class _ForkServer:
     def run(self, request, wall_seconds):
         """The child's exit code (minus the signal that ended it); None if the server died;
         TimeoutError (the child killed) after ``wall_seconds``."""
+        if not self.alive():
+            return None
         slot = [threading.Event(), None]
         with self._lock:
             ident, self._next = self._next, self._next + 1
@@ -95,8 +101,11 @@ class _ForkServer:
         except OSError:
             return None
         if not slot[0].wait(wall_seconds):
-            self._send({"kill": ident})
-            slot[0].wait()
+            try:
+                self._send({"kill": ident})
+            except OSError:
+                pass  # the server is gone, and its children were killed with it
+            slot[0].wait(10)
             raise TimeoutError
         return slot[1]
 
@@ -128,6 +137,8 @@ def restore_limited(path, release, sources, assignment, limits=Limits()):
         except TimeoutError:
             raise LimitExceeded(f"not gradable: restoring it took longer than {limits.wall_seconds:g} s") from None
         if not result.exists():
+            if code is None:  # not the file's doing: not remembered as refused, the next run tries again
+                raise LimitExceeded("not gradable this time: the process restoring it was lost (grade again)")
             if code in (-signal.SIGXCPU, -signal.SIGKILL):
                 raise LimitExceeded(f"not gradable: restoring it took more than {limits.cpu_seconds} s of CPU")
             said = log.read_text(errors="replace") if log.exists() else ""
@@ -176,10 +187,12 @@ def _serve():
                         if ident == message["kill"]:
                             os.kill(pid, signal.SIGKILL)
                     continue
+                server = os.getpid()
                 pid = os.fork()
                 if pid == 0:
                     code = 70
                     try:
+                        _die_with(server)
                         _child(message["request"])
                         code = 0
                     except BaseException:
@@ -191,6 +204,14 @@ def _serve():
 
 def _too_much_memory(limits):
     return f"not gradable: restoring it needs more than {limits.memory_bytes >> 20} MiB of memory"
+
+
+def _die_with(server):
+    """Be killed when the server ends (SIGKILLed, say), rather than run on unwatched."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != server:  # it ended before the line above
+        os._exit(71)
 
 
 def _child(request):

@@ -22,13 +22,11 @@ student's ``Bottleneck`` for a spy, so a bug in the block costs only the
 block's marks. Layers are found by kind and shape, never by their
 auto-generated names.
 """
-import functools
-
 import numpy as onp
 
 from .. import gluon_walk as walk
-from ..lazy_mxnet import autograd, gluon, init, mnp, mxnet
 from ..checking import CheckFailed, quiet_stderr
+from ..lazy_mxnet import autograd, gluon, init, made_when_loaded, mnp, mxnet
 from ..parts import Part, canonical, close, describe_error, expect, fail, secret_seed
 
 EXPANSION = 4
@@ -210,7 +208,7 @@ class BottleneckDemoShapes(JudgedPart):
 
 # ------------------------------------------------------------- small_resnet
 
-@functools.cache
+@made_when_loaded
 def _block_spy_base():
     """The stand-in's class, made on first use (it subclasses a Gluon block: MXNet is imported then)."""
     class _BlockSpy(gluon.nn.HybridBlock):
@@ -307,7 +305,7 @@ def _loaders(data, batch_size):
     return _Batches(X, y, batch_size, shuffle=True), _Batches(X_test, y_test, batch_size, shuffle=False)
 
 
-@functools.cache
+@made_when_loaded
 def _recorder_class():
     """The recording classifier's class, made on first use (a Gluon block: MXNet is imported then)."""
     class _Recorder(gluon.nn.Block):

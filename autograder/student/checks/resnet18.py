@@ -18,10 +18,8 @@ import contextlib
 import io
 import re
 
-import functools
-
 from .. import gluon_walk as walk
-from ..lazy_mxnet import autograd, gluon, mnp
+from ..lazy_mxnet import autograd, gluon, made_when_loaded, mnp
 from ..parts import Part, canonical, expect, fail
 
 
@@ -37,7 +35,7 @@ def plain_stride(strides):
     return int(strides)
 
 
-@functools.cache
+@made_when_loaded
 def _unit_spy_base():
     """The stand-in's class, made on first use (it subclasses a Gluon block: MXNet is imported then)."""
     class _UnitSpy(gluon.nn.HybridBlock):
