@@ -123,18 +123,19 @@ def canonical(seed, kind, shape):
     shape = tuple(int(n) for n in shape)
     rng = onp.random.default_rng([seed, zlib.crc32(f"{kind}:{shape}".encode())])
     # Big tensors repeat a block of CANONICAL_BLOCK draws: as telling, and far cheaper to make.
+    # (Each value is scaled within the block, before it is repeated: the same numbers, less work.)
     size = int(onp.prod(shape))
     draw = lambda sample: onp.resize(sample(min(size, CANONICAL_BLOCK)), shape)
     if kind == "conv.weight" or kind == "dense.weight":
-        return draw(rng.standard_normal) / onp.sqrt(onp.prod(shape[1:]))
+        return draw(lambda n: rng.standard_normal(n) / onp.sqrt(onp.prod(shape[1:])))
     if kind in ("conv.bias", "dense.bias"):
-        return 0.1 * draw(rng.standard_normal)
+        return draw(lambda n: 0.1 * rng.standard_normal(n))
     if kind == "bn.gamma" or kind == "bn.var":
         return draw(lambda n: rng.uniform(0.5, 1.5, n))
     if kind == "bn.beta":
-        return 0.5 * draw(rng.standard_normal)
+        return draw(lambda n: 0.5 * rng.standard_normal(n))
     if kind == "bn.mean":
-        return 0.2 * draw(rng.standard_normal)
+        return draw(lambda n: 0.2 * rng.standard_normal(n))
     if kind == "input":
         return draw(rng.standard_normal)
     raise ValueError(kind)
