@@ -81,8 +81,10 @@ def _attribute_allowed(tag, name, value):
 
 
 # Most of a page's text is the release's, the same on every student's page: the two filters below are
-# pure functions of their text, so a recorder keeps what they made for texts up to this long.
-MEMO_CHARS, MEMO_ENTRIES = 1 << 16, 4096
+# pure functions of their text, so a recorder keeps what they made for texts up to this long (the
+# release's Markdown cells are under 3,000 characters). The bound keeps what a batch of students can
+# make a recorder hold small (at most 1,024 texts of 8,192 characters, and what they render to).
+MEMO_CHARS, MEMO_ENTRIES = 8192, 1024
 
 
 def _remembered(function):
