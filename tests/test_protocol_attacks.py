@@ -49,6 +49,10 @@ EXPECTED = {
     # Leftovers under the caps: the notebook goes on (its own parameter_counts is wrong).
     "message_queues": dict(FULL, parameter_counts=0),
     "reads_secrets": FULL,
+    # sys.modules emptied of MXNet before the last graded cells: the checks' names were bound before
+    # any notebook ran, but MXNet's own functions import inside themselves, so this notebook's last
+    # parts fail; the controls after it, on the same worker, must not notice.
+    "swaps_mxnet_modules": STOPPED_AT_COUNTS,
 }
 # 10,050 files cross the file cap of 10,000 (/tmp and /dev/shm together), checked four times a
 # second: the notebook stops there or, if it ends first, leaves them. An upper bound, then.
