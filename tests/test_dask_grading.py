@@ -26,8 +26,12 @@ from autograder.assign.demo import prepare_course
 from autograder.assign.samples import fill, read_answers, samples
 from autograder.grade.batch import grade
 from autograder.grade.cluster import DaskPool, SandboxPlugin, fingerprint
+from autograder.grade.cluster_recording import recorded_here
+from autograder.grade.recording import Recorders
 from autograder.grade.sandbox.pool import bwrap_available
+from tests.postgres_server import BIN, running
 from test_batch_grading import EXPECTED_ATTACKS, LIMITS, _parts, _reference_answers, _release, write_samples_and_attacks
+from test_postgres_gradebook import _exported
 
 pytestmark = pytest.mark.skipif(not bwrap_available() and not os.environ.get("CI"),
                                 reason="bubblewrap is needed for sandboxed grading")
@@ -219,6 +223,39 @@ def test_a_submission_that_kills_every_worker_gets_a_row_saying_so(tmp_path, clu
     assert rows["killer.ipynb"]["score"] == "0"
     assert "every Dask worker that ran it died (2 tries)" in rows["killer.ipynb"]["notes"]
     assert rows["correct.ipynb"]["score"] == "100"
+
+
+@pytest.mark.skipif(BIN is None, reason="the PostgreSQL server (initdb, pg_ctl) is not installed: "
+                                        "apt-get install postgresql, or run scripts/env.sh as root")
+def test_with_a_postgresql_gradebook_the_workers_record(tmp_path, cluster, course_copy):
+    """Recording moves to the workers' recorders (both of them), and gives what the instructor's
+    recorders give for the same verdicts: the gradebook's scores, and the autograded notebooks and
+    feedback pages byte for byte."""
+    inbox = _inbox(tmp_path)
+    course_dir = course_copy(tmp_path / "course")
+    with running() as database:
+        url = database("cluster")
+        rows = _by_file(grade("resnet18", [str(inbox)], course_dir=course_dir, jobs=2, progress=False,
+                              limits=LIMITS, scheduler=cluster["address"], db_url=url))
+        assert {n: _parts(r) for n, r in rows.items()} == {f"{s}_0.ipynb": p for s, p in EXPECTED_SAMPLES.items()}
+        assert _exported(course_dir, url) == {f"{s}_0": float(rows[f"{s}_0.ipynb"]["score"]) for s in EXPECTED_SAMPLES}
+        with Client(cluster["address"]) as client:
+            recorded = client.run(recorded_here, url)
+    counts = [r["count"] for r in recorded.values()]
+    assert sum(counts) == len(EXPECTED_SAMPLES) and all(counts), recorded  # on both workers
+    # The same verdicts, recorded by the instructor's recorders into the course's SQLite gradebook.
+    here = Path(shutil.copytree(course_dir, tmp_path / "here", ignore=shutil.ignore_patterns("autograded", "feedback")))
+    verdicts = here / "grading" / "resnet18" / "verdicts"
+    recorders = Recorders(here, "resnet18", verdicts, course.db_url(here), most=1)
+    for student in sorted(p.stem for p in verdicts.glob("*.json")):
+        recorders.record(student)
+    recorders.wait()
+    recorders.close()
+    assert not recorders.failed and len(recorders.timings) == len(EXPECTED_SAMPLES)
+    for student in EXPECTED_SAMPLES:
+        for folder, suffix in (("autograded", "ipynb"), ("feedback", "html")):
+            path = Path(folder) / f"{student}_0" / "resnet18" / f"resnet18.{suffix}"
+            assert (course_dir / path).read_bytes() == (here / path).read_bytes(), path
 
 
 def test_a_worker_killed_mid_batch_loses_nothing(tmp_path, cluster, course_copy):

@@ -12,7 +12,9 @@
 4. **Record** with nbgrader's own API (``recording.py``): as soon as a verdict
    is judged it goes through nbgrader's autograde (ApplyVerdicts +
    SaveAutoGrades) into the gradebook and its generate_feedback writes the
-   HTML feedback, in several recorder processes while the sandbox works on.
+   HTML feedback, in several recorder processes while the sandbox works on;
+   on a cluster with a PostgreSQL gradebook, in recorders on its workers
+   (``cluster_recording.py``).
 5. **Report** (``report.py``): this run's rows (one per input file, one per
    roster student without a file) in ``grading/<assignment>/runs/``, and
    ``grades.csv``, ``summary.png``, ``pass_rates.csv`` and the LMS files
@@ -42,17 +44,26 @@ from .intake import collect, read_roster, restore_entries, roster_missing
 from .intake.collect import NEEDS_ROSTER
 from .gradebook import setup_lock
 from .nbgrader_cli import nbgrader
-from .recording import Recorders
+from .recording import Recorders, shared_gradebook
 from .sandbox.pool import Limits, Pool, bwrap_available
 
 GRADER_VERSION = "1"
 
 
-def _key(nb, assignment):
-    """What a cached verdict depends on: the notebook as graded, the assignment's source and this grader."""
+def _as_text(nb):
+    """The notebook as nbformat writes it, once per submission (for its key and for nbgrader's copy).
+
+    Intake has validated the notebook it rebuilt: nbformat's version-4 writer gives the same text as
+    ``nbformat.writes`` without validating it again (a third of the grader's own time per submission)."""
+    text = nbformat.v4.writes(nb)
+    return text if text.endswith("\n") else text + "\n"
+
+
+def _key(text, source, assignment):
+    """What a cached verdict depends on: the notebook as graded (``_as_text``), the assignment's
+    source (bytes) and this grader."""
     digest = hashlib.sha256()
-    for part in (GRADER_VERSION, assignment, course.source_notebook(assignment).read_bytes(),
-                 nbformat.writes(nb).encode()):
+    for part in (GRADER_VERSION, assignment, source, text):
         digest.update(part if isinstance(part, bytes) else part.encode())
     return digest.hexdigest()
 
@@ -84,7 +95,7 @@ def _submit(course_dir, work, assignment, item, verdict):
     staging = work / "staging" / item.student_id / assignment
     shutil.rmtree(staging.parent, ignore_errors=True)
     staging.mkdir(parents=True)
-    nbformat.write(item.notebook, staging / f"{assignment}.ipynb")
+    (staging / f"{assignment}.ipynb").write_text(item.text, encoding="utf-8")
     target = course_dir / "submitted" / item.student_id / assignment
     shutil.rmtree(target, ignore_errors=True)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -227,13 +238,20 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
         # Ids whose file another id now holds: a ghost's rows are not an entry's, so `fresh` stands.
         messages = report.remove_ghosts(course_dir, db_url, assignment, state, entries)
         if to_grade:
-            recorder = Recorders(course_dir, assignment, work / "verdicts", db_url, recorders)
+            on_workers = scheduler is not None and shared_gradebook(db_url)
+            if on_workers:  # the workers record, into the shared gradebook; the pool stays until they have
+                from .cluster_recording import DaskRecorders
+                recorder = DaskRecorders(pool, course_dir, assignment, work / "verdicts", db_url)
+            else:
+                recorder = Recorders(course_dir, assignment, work / "verdicts", db_url, recorders)
             _ensure_assignment(course_dir, assignment, db_url)  # while the workers and the recorder start
             items = restore_entries(fresh, assignment, course_dir)
+            source = course.source_notebook(assignment).read_bytes()
             for item in items:
                 if item.notebook is None:
                     continue
-                item.key, item.input_key = _key(item.notebook, assignment), input_keys[id(item.entry)]
+                item.text = _as_text(item.notebook)
+                item.key, item.input_key = _key(item.text, source, assignment), input_keys[id(item.entry)]
                 cached = None if force else _cached(work, course_dir, assignment, item.student_id, "key", item.key)
                 if cached:
                     verdicts[item.student_id] = dict(cached, input_key=item.input_key)
@@ -247,7 +265,7 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
             if to_run:
                 threading.Thread(target=report.import_plotting, daemon=True).start()
                 verdicts.update(_run_all(pool, recorder, to_run, assignment, limits, jobs, progress, course_dir,
-                                         work, ran_all=lambda: stop(pool)))  # while the recorders finish
+                                         work, ran_all=lambda: on_workers or stop(pool)))  # while recording ends
         else:
             items = restore_entries(fresh, assignment, course_dir)  # files that cannot be graded: no work
         completed = True

@@ -28,6 +28,7 @@ import asyncio
 import hashlib
 import json
 import sys
+import threading
 from dataclasses import asdict
 from importlib import metadata
 
@@ -38,8 +39,12 @@ from distributed.scheduler import KilledWorker
 from .sandbox.pool import PACKAGE_DIR, Limits, Outcome, Pool, bwrap_available
 
 # What a worker runs: its files and its stack must be the grader's.
-_WORKER_CODE = ["student", "sandboxed", "grade/sandbox", "course.py", "__init__.py"]
-_STACK = ["mxnet", "numpy", "d2l", "ipython"]
+# With a PostgreSQL gradebook the workers also record (``cluster_recording.py``): nbgrader's converters with
+# this course's preprocessors and feedback templates.
+_WORKER_CODE = ["student", "sandboxed", "grade/sandbox", "course.py", "__init__.py", "grade/record.py",
+                "grade/recording.py", "grade/cluster_recording.py", "grade/autograde.py", "grade/verdicts.py",
+                "grade/feedback.py", "grade/metadata.py", "grade/templates"]
+_STACK = ["mxnet", "numpy", "d2l", "ipython", "nbgrader", "nbconvert"]
 
 
 class WorkerRefused(RuntimeError):
@@ -51,7 +56,8 @@ def fingerprint():
     digest = hashlib.sha256()
     for entry in _WORKER_CODE:
         path = PACKAGE_DIR / entry
-        for file in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+        for file in sorted(f for f in path.rglob("*") if f.is_file() and "__pycache__" not in f.parts
+                           and (f.suffix == ".py" or entry.endswith("templates"))) if path.is_dir() else [path]:
             digest.update(str(file.relative_to(PACKAGE_DIR)).encode() + b"\0" + file.read_bytes())
     found = {"package": digest.hexdigest()[:16], "python": "%d.%d" % sys.version_info[:2]}
     for name in _STACK:
@@ -124,8 +130,15 @@ class DaskPool:
         self.client = None
         self.plugin = SandboxPlugin(sandbox, fingerprint(), limits)
         self.error = None
+        self.ready = threading.Event()  # set once ``start`` has finished, whether or not the cluster is usable
 
     def start(self):
+        try:
+            self._start()
+        finally:
+            self.ready.set()
+
+    def _start(self):
         try:
             self.client = Client(self.address, timeout=min(self.timeout, 30))
         except (OSError, TimeoutError) as error:

@@ -19,6 +19,12 @@ import threading
 from pathlib import Path
 
 
+def shared_gradebook(db_url):
+    """Whether the gradebook at ``db_url`` is a server's, which several machines can write into
+    (PostgreSQL), rather than a file on this one (SQLite)."""
+    return db_url.startswith(("postgresql", "postgres"))
+
+
 class Recorders:
     """Up to ``most`` recorder processes fed from one queue of student ids.
 
@@ -26,8 +32,7 @@ class Recorders:
     submission; ``failed``: the students nbgrader refused (or whose recorder died)."""
 
     def __init__(self, course_dir, assignment, verdict_dir, db_url, most=None):
-        shared = db_url.startswith(("postgresql", "postgres"))
-        lock = "" if shared else Path(course_dir) / "grading" / "gradebook.lock"
+        lock = "" if shared_gradebook(db_url) else Path(course_dir) / "grading" / "gradebook.lock"
         if lock:
             lock.parent.mkdir(parents=True, exist_ok=True)
         self._command = [sys.executable, "-m", "autograder.grade.record", str(course_dir), assignment,
@@ -52,20 +57,22 @@ class Recorders:
         self._workers.append((slot, thread))
         thread.start()
 
-    def record(self, student):
-        """Record ``student``'s verdict and write their feedback, in the next free recorder."""
+    def record(self, student, done=None):
+        """Record ``student``'s verdict and write their feedback, in the next free recorder;
+        then ``done(ok, seconds of autograde, seconds of feedback)`` if given (in a recorder's thread)."""
         with self._guard:
             if self._pending >= len(self._workers) and len(self._workers) < self._most:  # all have work: one more
                 self._add()
             self._pending += 1
-            self._queue.put(student)
+            self._queue.put((student, done))
 
     def _serve(self, slot):
         while True:
-            student = self._queue.get()
-            if student is None:
+            request = self._queue.get()
+            if request is None:
                 self._queue.task_done()
                 return
+            student, done = request
             if slot[0] is None:  # the last one died: a new recorder, now that there is work for it
                 slot[0] = self._spawn()
             try:
@@ -77,12 +84,16 @@ class Recorders:
             if not answer:  # the recorder died on this student: it fails, the next one gets a new recorder
                 slot[0].wait()
                 slot[0] = None
+            ok = len(answer) == 4 and answer[0] == "ok"
+            seconds = (float(answer[2]), float(answer[3])) if ok else (0.0, 0.0)
             with self._guard:
-                if len(answer) == 4 and answer[0] == "ok":
-                    self.timings.append((student, float(answer[2]), float(answer[3])))
+                if ok:
+                    self.timings.append((student, *seconds))
                 else:
                     self.failed.append(student)
                 self._pending -= 1
+            if done is not None:
+                done(ok, *seconds)
             self._queue.task_done()
 
     @property
