@@ -27,14 +27,14 @@ from autograder.grade.sandbox.pool import Pool
 class Stages:
     def __init__(self):
         self.seconds = dict(intake=0.0, run=0.0, judging=0.0, handing_over=0.0, recording=0.0, feedback=0.0)
-        self.marks = {}
+        self.marks, self.cpu = {}, {}
         self.recorders = 0
 
     def _timed(self, stage, function, first=None, last=None):
         def timed(*args, **kwargs):
             start = time.perf_counter()
             if first and first not in self.marks:
-                self.marks[first] = start
+                self.marks[first], self.cpu[first] = start, time.process_time()
             try:
                 return function(*args, **kwargs)
             finally:
@@ -46,35 +46,52 @@ class Stages:
 
     @contextmanager
     def watching(self):
-        """Time the stages of every batch graded in this block (in this process)."""
-        saved = (batch.collect, batch.restore_entries, trusted.verdicts, batch._submit, Pool.run,
-                 recording.Recorders.close, recording.Recorders.wait)
+        """Time the stages of every batch graded in this block (in this process), on the local pool or
+        on a Dask cluster (whose runs and recording happen elsewhere: only their marks are kept)."""
+        from autograder.grade.cluster import DaskPool
+        from autograder.grade.cluster_recording import DaskRecorders
+
+        functions = [(batch, "collect", "intake"), (batch, "restore_entries", "intake"),
+                     (trusted, "verdicts", "judging"), (batch, "_submit", "handing_over"), (Pool, "run", "run"),
+                     (DaskPool, "run", None)]
+        saved = [(owner, name, getattr(owner, name)) for owner, name, _ in functions]
+        saved += [(kind, name, getattr(kind, name)) for kind in (recording.Recorders, DaskRecorders)
+                  for name in ("close", "wait")]
         stages = self
-        close, wait = saved[5], saved[6]
 
-        def closing(recorders):
-            close(recorders)
-            stages.seconds["recording"] += sum(t[1] for t in recorders.timings)
-            stages.seconds["feedback"] += sum(t[2] for t in recorders.timings)
-            stages.recorders = max(stages.recorders, recorders.count)
+        def closing(close):
+            def closed(recorders):
+                close(recorders)
+                stages.seconds["recording"] += sum(t[1] for t in recorders.timings)
+                stages.seconds["feedback"] += sum(t[2] for t in recorders.timings)
+                stages.recorders = max(stages.recorders, recorders.count)
+            return closed
 
-        def waiting(recorders):
-            wait(recorders)
-            stages.marks["recorded"] = time.perf_counter()
+        def waiting(wait):
+            def waited(recorders):
+                wait(recorders)
+                stages.marks["recorded"], stages.cpu["recorded"] = time.perf_counter(), time.process_time()
+            return waited
 
-        batch.collect = self._timed("intake", batch.collect)
-        batch.restore_entries = self._timed("intake", batch.restore_entries)
-        trusted.verdicts = self._timed("judging", trusted.verdicts)
-        batch._submit = self._timed("handing_over", batch._submit)
-        Pool.run = self._timed("run", Pool.run, first="first run", last="last run")
-        recording.Recorders.close, recording.Recorders.wait = closing, waiting
+        for owner, name, stage in functions:
+            setattr(owner, name, self._timed(stage or "run", getattr(owner, name), first="first run",
+                                             last="last run") if name == "run" else
+                    self._timed(stage, getattr(owner, name)))
+        for kind in (recording.Recorders, DaskRecorders):
+            kind.close, kind.wait = closing(kind.close), waiting(kind.wait)
         try:
             self.marks["start"] = time.perf_counter()
             yield self
             self.marks["end"] = time.perf_counter()
         finally:
-            (batch.collect, batch.restore_entries, trusted.verdicts, batch._submit, Pool.run,
-             recording.Recorders.close, recording.Recorders.wait) = saved
+            for owner, name, function in saved:
+                setattr(owner, name, function)
+
+    def grader_cpu(self, count):
+        """Seconds of this process's CPU per submission from the first sandboxed run to the last
+        recording: the grader's own work per submission (handing out jobs, judging, handing over,
+        receiving what was recorded), with intake and start-up before it and the reports after."""
+        return (self.cpu["recorded"] - self.cpu["first run"]) / count
 
     def per_submission(self, count):
         """{stage: seconds per submission}, ``wall`` included."""

@@ -1,10 +1,11 @@
 """Running the sandboxed submissions on a Dask cluster (``python -m autograder grade --scheduler ADDRESS``).
 
-Only the sandboxed run moves. The instructor's process keeps everything that
-must be trusted — intake, the secret challenges, judging, recording — and
-sends each Dask worker exactly what a local worker gets: a job (the
-notebook's cells and the challenges), for an :class:`Outcome` (the
-observations and how the run ended) in return.
+The sandboxed run moves, and with a PostgreSQL gradebook the recording too
+(``cluster_recording.py``). The instructor's process keeps what must stay
+secret or be judged — intake, the secret challenges, judging — and sends
+each Dask worker exactly what a local worker gets: a job (the notebook's
+cells and the challenges), for an :class:`Outcome` (the observations and how
+the run ended) in return.
 
 On each Dask worker a :class:`SandboxPlugin` holds a local
 :class:`~autograder.grade.sandbox.pool.Pool` with one warm sandboxed

@@ -81,13 +81,13 @@ def set_canonical(block, seed):
             continue  # a layer the forward pass never used has no shape yet
         if isinstance(leaf, (gluon.nn.Conv2D, gluon.nn.Dense)):
             kind = "conv" if isinstance(leaf, gluon.nn.Conv2D) else "dense"
-            put(leaf.weight, canonical(seed, f"{kind}.weight", leaf.weight.shape))
+            put(leaf.weight, canonical(seed, f"{kind}.weight", leaf.weight.shape, leaf.weight.dtype))
             if leaf.bias is not None:
-                put(leaf.bias, canonical(seed, f"{kind}.bias", leaf.bias.shape))
+                put(leaf.bias, canonical(seed, f"{kind}.bias", leaf.bias.shape, leaf.bias.dtype))
         elif isinstance(leaf, gluon.nn.BatchNorm):
             for param, kind in ((leaf.gamma, "bn.gamma"), (leaf.beta, "bn.beta"),
                                 (leaf.running_mean, "bn.mean"), (leaf.running_var, "bn.var")):
-                put(param, canonical(seed, kind, param.shape))
+                put(param, canonical(seed, kind, param.shape, param.dtype))
 
 
 def has_biases(block):
