@@ -3,8 +3,9 @@
 The benches wrap the functions the batch grader calls for each stage (its
 own code, unchanged) and add up their seconds:
 
-* intake: collecting the files and restoring them on the release's skeleton
-  (this process, before the sandboxed runs);
+* intake: collecting the files, and waiting for them to be restored on the
+  release's skeleton (restoring starts before the sandboxed runs and goes on
+  beside them, in limited child processes);
 * sandboxed run: each submission's run in a warm worker (worker time; the
   workers run side by side);
 * judging: this process judging each submission's observations;
@@ -44,6 +45,20 @@ class Stages:
                     self.marks[last] = end
         return timed
 
+    def _waited(self, stage, function):
+        """``function`` returns an iterator: the time spent waiting for each of its items counts."""
+        timed_call = self._timed(stage, function)
+
+        def waited(*args, **kwargs):
+            items = timed_call(*args, **kwargs)  # started now, as without the bench
+            take = self._timed(stage, lambda: next(items, StopIteration))
+
+            def each():
+                while (item := take()) is not StopIteration:
+                    yield item
+            return each()
+        return waited
+
     @contextmanager
     def watching(self):
         """Time the stages of every batch graded in this block (in this process), on the local pool or
@@ -51,7 +66,7 @@ class Stages:
         from autograder.grade.cluster import DaskPool
         from autograder.grade.cluster_recording import DaskRecorders
 
-        functions = [(batch, "collect", "intake"), (batch, "restore_entries", "intake"),
+        functions = [(batch, "collect", "intake"), (batch, "restoring", "intake"),
                      (trusted, "verdicts", "judging"), (batch, "_submit", "handing_over"), (Pool, "run", "run"),
                      (DaskPool, "run", None)]
         saved = [(owner, name, getattr(owner, name)) for owner, name, _ in functions]
@@ -74,9 +89,9 @@ class Stages:
             return waited
 
         for owner, name, stage in functions:
-            setattr(owner, name, self._timed(stage or "run", getattr(owner, name), first="first run",
-                                             last="last run") if name == "run" else
-                    self._timed(stage, getattr(owner, name)))
+            function = getattr(owner, name)
+            setattr(owner, name, self._timed("run", function, first="first run", last="last run") if name == "run"
+                    else self._waited(stage, function) if name == "restoring" else self._timed(stage, function))
         for kind in (recording.Recorders, DaskRecorders):
             kind.close, kind.wait = closing(kind.close), waiting(kind.wait)
         try:
@@ -90,7 +105,8 @@ class Stages:
     def grader_cpu(self, count):
         """Seconds of this process's CPU per submission from the first sandboxed run to the last
         recording: the grader's own work per submission (handing out jobs, judging, handing over,
-        receiving what was recorded), with intake and start-up before it and the reports after."""
+        receiving what was recorded, and its share of intake: reading what the restoring children
+        wrote), with start-up before it and the reports after."""
         return (self.cpu["recorded"] - self.cpu["first run"]) / count
 
     def per_submission(self, count):

@@ -40,7 +40,7 @@ import nbformat
 from .. import course
 from . import trusted
 from . import report
-from .intake import collect, read_roster, restore_entries, roster_missing
+from .intake import collect, read_roster, restore_entries, restoring, roster_missing
 from .intake.collect import NEEDS_ROSTER
 from .gradebook import setup_lock
 from .nbgrader_cli import nbgrader
@@ -102,34 +102,45 @@ def _submit(course_dir, work, assignment, item, verdict):
     os.rename(staging, target)
 
 
-def _run_all(pool, recorder, items, assignment, limits, jobs, progress, course_dir, work, ran_all):
-    """Run, judge and record every item; returns {student_id: verdict}. ``ran_all()`` is called once
-    the last notebook has run, before the recording is waited for."""
+def _run_all(pool, recorder, items, at_most, assignment, limits, jobs, progress, course_dir, work, ran_all):
+    """Run, judge and record every item of ``items``, an iterable (intake's notebooks as they are
+    restored, ``at_most`` of them); returns {student_id: verdict}. ``ran_all()`` is called once the
+    last notebook has run, before the recording is waited for."""
     calls = trusted.plan(assignment)
-    results = {}
+    results, guard = {}, threading.Lock()
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=len(items), desc=f"grading {assignment}", unit="notebook", file=sys.stderr)
+        bar = tqdm(total=at_most, desc=f"grading {assignment}", unit="notebook", file=sys.stderr)
 
     def one(item):
         # A secret challenge per submission, drawn here: no record can be carried from one
         # submission (or one feedback page) to another.
         job = trusted.job(item.notebook, assignment, calls, trusted.draw_challenges(assignment), limits)
-        return item, trusted.verdicts(item.notebook, assignment, job, pool.run(job))
-
-    with ThreadPoolExecutor(jobs) as threads:
-        for future in as_completed([threads.submit(one, item) for item in items]):
-            item, verdict = future.result()
-            results[item.student_id] = verdict = dict(verdict, key=item.key, input_key=item.input_key)
-            _submit(course_dir, work, assignment, item, verdict)
-            recorder.record(item.student_id)
+        verdict = dict(trusted.verdicts(item.notebook, assignment, job, pool.run(job)), key=item.key,
+                       input_key=item.input_key)
+        _submit(course_dir, work, assignment, item, verdict)
+        recorder.record(item.student_id)
+        with guard:
+            results[item.student_id] = verdict
             if bar:
                 bar.update()
+
+    with ThreadPoolExecutor(jobs) as threads:
+        futures = []
+        for item in items:  # each sent as soon as it is restored
+            futures.append(threads.submit(one, item))
+        if bar:
+            with guard:
+                bar.total = len(futures)
+                bar.refresh()
+        for future in as_completed(futures):
+            future.result()
     ran_all()
     if bar:
         bar.close()
-        print("recording the verdicts and writing feedback with nbgrader ...", file=sys.stderr)
+        if results:
+            print("recording the verdicts and writing feedback with nbgrader ...", file=sys.stderr)
     recorder.wait()
     if recorder.failed:
         print(f"warning: nbgrader could not record {', '.join(sorted(recorder.failed))}", file=sys.stderr)
@@ -245,27 +256,34 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
             else:
                 recorder = Recorders(course_dir, assignment, work / "verdicts", db_url, recorders)
             _ensure_assignment(course_dir, assignment, db_url)  # while the workers and the recorder start
-            items = restore_entries(fresh, assignment, course_dir)
+            restored = restoring(fresh, assignment, course_dir)  # from now on, in the background
             source = course.source_notebook(assignment).read_bytes()
-            for item in items:
-                if item.notebook is None:
-                    continue
-                item.text = _as_text(item.notebook)
-                item.key, item.input_key = _key(item.text, source, assignment), input_keys[id(item.entry)]
-                cached = None if force else _cached(work, course_dir, assignment, item.student_id, "key", item.key)
-                if cached:
-                    verdicts[item.student_id] = dict(cached, input_key=item.input_key)
-                    (work / "verdicts" / f"{item.student_id}.json").write_text(json.dumps(verdicts[item.student_id]))
-                else:
-                    to_run.append(item)
+
+            def runnable():
+                """The restored notebooks that need a run, as intake gives them; verdicts kept on the way."""
+                for item in restored:
+                    items.append(item)
+                    if item.notebook is None:
+                        continue
+                    item.text = _as_text(item.notebook)
+                    item.key, item.input_key = _key(item.text, source, assignment), input_keys[id(item.entry)]
+                    cached = None if force else _cached(work, course_dir, assignment, item.student_id, "key",
+                                                        item.key)
+                    if cached:
+                        verdicts[item.student_id] = dict(cached, input_key=item.input_key)
+                        (work / "verdicts" / f"{item.student_id}.json").write_text(
+                            json.dumps(verdicts[item.student_id]))
+                    else:
+                        to_run.append(item)
+                        yield item
+
             warming.join()
             if scheduler is not None:
                 threads = pool.started()  # says why when the cluster cannot be used
                 jobs = jobs or threads    # by default, as many submissions in flight as it has threads
-            if to_run:
-                threading.Thread(target=report.import_plotting, daemon=True).start()
-                verdicts.update(_run_all(pool, recorder, to_run, assignment, limits, jobs, progress, course_dir,
-                                         work, ran_all=lambda: on_workers or stop(pool)))  # while recording ends
+            threading.Thread(target=report.import_plotting, daemon=True).start()
+            verdicts.update(_run_all(pool, recorder, runnable(), to_grade, assignment, limits, jobs, progress, course_dir,
+                                     work, ran_all=lambda: on_workers or stop(pool)))  # while recording ends
         else:
             items = restore_entries(fresh, assignment, course_dir)  # files that cannot be graded: no work
         completed = True

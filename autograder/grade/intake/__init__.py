@@ -26,7 +26,7 @@ from .limited import LimitExceeded, Limits, restore_limited
 from .restore import Unusable, load_submission
 
 __all__ = ["Entry", "Intake", "Limits", "Unusable", "collect", "intake", "load_submission", "read_roster",
-           "restore_entries", "restore_limited", "roster_missing", "slug"]
+           "restore_entries", "restore_limited", "restoring", "roster_missing", "slug"]
 
 
 @dataclass
@@ -56,6 +56,13 @@ def intake(inputs, assignment, workdir, roster=None, course_dir=None):
 def restore_entries(entries, assignment, course_dir=None, limits=Limits()):
     """[Intake] for collected entries: each usable file restored on the release's skeleton, in a
     limited child process (``limited.py``), as many at a time as there are cores."""
+    return list(restoring(entries, assignment, course_dir, limits))
+
+
+def restoring(entries, assignment, course_dir=None, limits=Limits()):
+    """:func:`restore_entries` as an iterator: restoring starts at once, in the background, and each
+    [Intake] comes (in order) as soon as it is ready, so a batch can run the first notebooks while
+    the last files are restored."""
     from ... import course
     root = Path(course_dir) if course_dir else course.ROOT
     release = root / "release" / assignment / f"{assignment}.ipynb"
@@ -74,5 +81,12 @@ def restore_entries(entries, assignment, course_dir=None, limits=Limits()):
             result.reason, result.refused = error.reason, not isinstance(error, LimitExceeded)
         return result
 
-    with ThreadPoolExecutor(os.cpu_count() or 1) as threads:
-        return list(threads.map(one, entries))
+    threads = ThreadPoolExecutor(os.cpu_count() or 1)
+    restored = threads.map(one, entries)  # every file submitted now
+
+    def in_order():
+        try:
+            yield from restored
+        finally:
+            threads.shutdown(wait=True, cancel_futures=True)
+    return in_order()
