@@ -8,7 +8,8 @@ own code, unchanged) and add up their seconds:
   beside them, in limited child processes);
 * sandboxed run: each submission's run in a warm worker (worker time; the
   workers run side by side);
-* judging: this process judging each submission's observations;
+* judging: judging each submission's observations (the wall time the
+  grader waits for it: here, or in its judging processes);
 * handing over: saving the verdict and the notebook where nbgrader expects them;
 * recording and feedback: nbgrader's autograde and generate_feedback in the
   recorder processes (recorder time; recorders run side by side).
@@ -65,9 +66,11 @@ class Stages:
         on a Dask cluster (whose runs and recording happen elsewhere: only their marks are kept)."""
         from autograder.grade.cluster import DaskPool
         from autograder.grade.cluster_recording import DaskRecorders
+        from autograder.grade.judging import Judges
 
         functions = [(batch, "collect", "intake"), (batch, "restoring", "intake"),
-                     (trusted, "verdicts", "judging"), (batch, "_submit", "handing_over"), (Pool, "run", "run"),
+                     (trusted, "verdicts", "judging"), (Judges, "verdicts", "judging"),
+                     (batch, "_submit", "handing_over"), (Pool, "run", "run"),
                      (DaskPool, "run", None)]
         saved = [(owner, name, getattr(owner, name)) for owner, name, _ in functions]
         saved += [(kind, name, getattr(kind, name)) for kind in (recording.Recorders, DaskRecorders)

@@ -7,8 +7,9 @@
    worker, in parallel on all cores, with graded cells replaced by probes
    that only observe; with ``--scheduler``, on the workers of a Dask
    cluster instead (``cluster.py``), everything else staying here.
-3. **Judge** (``trusted.py``): this process judges the observations against
-   challenges drawn secretly for each submission.
+3. **Judge** (``trusted.py``): the observations are judged against
+   challenges drawn secretly for each submission, here or, for more than a
+   few submissions, in judging processes beside this one (``judging.py``).
 4. **Record** with nbgrader's own API (``recording.py``): as soon as a verdict
    is judged it goes through nbgrader's autograde (ApplyVerdicts +
    SaveAutoGrades) into the gradebook and its generate_feedback writes the
@@ -43,25 +44,20 @@ from . import report
 from .intake import collect, read_roster, restore_entries, restoring, roster_missing
 from .intake.collect import NEEDS_ROSTER
 from .gradebook import setup_lock
+from .judging import Judges
 from .nbgrader_cli import nbgrader
 from .recording import Recorders, shared_gradebook
 from .sandbox.pool import Limits, Pool, bwrap_available
 
 GRADER_VERSION = "1"
-
-
-def _as_text(nb):
-    """The notebook as nbformat writes it, once per submission (for its key and for nbgrader's copy).
-
-    Intake has validated the notebook it rebuilt: nbformat's version-4 writer gives the same text as
-    ``nbformat.writes`` without validating it again (a third of the grader's own time per submission)."""
-    text = nbformat.v4.writes(nb)
-    return text if text.endswith("\n") else text + "\n"
+# Up to this many submissions are judged in this process; more, in :class:`Judges`' processes
+# (starting them costs about what judging a few submissions here does).
+JUDGED_HERE = 4
 
 
 def _key(text, source, assignment):
-    """What a cached verdict depends on: the notebook as graded (``_as_text``), the assignment's
-    source (bytes) and this grader."""
+    """What a cached verdict depends on: the notebook as graded (its text, as intake wrote it), the
+    assignment's source (bytes) and this grader."""
     digest = hashlib.sha256()
     for part in (GRADER_VERSION, assignment, source, text):
         digest.update(part if isinstance(part, bytes) else part.encode())
@@ -102,10 +98,11 @@ def _submit(course_dir, work, assignment, item, verdict):
     os.rename(staging, target)
 
 
-def _run_all(pool, recorder, items, at_most, assignment, limits, jobs, progress, course_dir, work, ran_all):
-    """Run, judge and record every item of ``items``, an iterable (intake's notebooks as they are
-    restored, ``at_most`` of them); returns {student_id: verdict}. ``ran_all()`` is called once the
-    last notebook has run, before the recording is waited for."""
+def _run_all(pool, judge, recorder, items, at_most, assignment, limits, jobs, progress, course_dir, work, ran_all):
+    """Run, judge (with ``judge``: ``trusted.verdicts`` or :class:`Judges`' ``verdicts``) and record
+    every item of ``items``, an iterable (intake's notebooks as they are restored, ``at_most`` of
+    them); returns {student_id: verdict}. ``ran_all()`` is called once the last notebook has run,
+    before the recording is waited for."""
     calls = trusted.plan(assignment)
     results, guard = {}, threading.Lock()
     bar = None
@@ -117,8 +114,7 @@ def _run_all(pool, recorder, items, at_most, assignment, limits, jobs, progress,
         # A secret challenge per submission, drawn here: no record can be carried from one
         # submission (or one feedback page) to another.
         job = trusted.job(item.notebook, assignment, calls, trusted.draw_challenges(assignment), limits)
-        verdict = dict(trusted.verdicts(item.notebook, assignment, job, pool.run(job)), key=item.key,
-                       input_key=item.input_key)
+        verdict = dict(judge(item.notebook, assignment, job, pool.run(job)), key=item.key, input_key=item.input_key)
         _submit(course_dir, work, assignment, item, verdict)
         recorder.record(item.student_id)
         with guard:
@@ -222,7 +218,7 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
             fresh.append(entry)
     to_grade = sum(e.reason is None for e in fresh)
     verdicts, items, to_run = {}, [], []
-    pool = recorder = warming = None
+    pool = recorder = warming = judges = None
     stopping, completed = [], False
 
     def stop(done):
@@ -255,6 +251,8 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
                 recorder = DaskRecorders(pool, course_dir, assignment, work / "verdicts", db_url)
             else:
                 recorder = Recorders(course_dir, assignment, work / "verdicts", db_url, recorders)
+            if to_grade > JUDGED_HERE:
+                judges = Judges(assignment)
             _ensure_assignment(course_dir, assignment, db_url)  # while the workers and the recorder start
             restored = restoring(fresh, assignment, course_dir)  # from now on, in the background
             source = course.source_notebook(assignment).read_bytes()
@@ -265,7 +263,6 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
                     items.append(item)
                     if item.notebook is None:
                         continue
-                    item.text = _as_text(item.notebook)
                     item.key, item.input_key = _key(item.text, source, assignment), input_keys[id(item.entry)]
                     cached = None if force else _cached(work, course_dir, assignment, item.student_id, "key",
                                                         item.key)
@@ -281,9 +278,15 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
             if scheduler is not None:
                 threads = pool.started()  # says why when the cluster cannot be used
                 jobs = jobs or threads    # by default, as many submissions in flight as it has threads
+            def ran_all():
+                """Every notebook has run and is judged: the judges and (unless they record) the workers stop."""
+                stop(judges)
+                if not on_workers:
+                    stop(pool)
+
             threading.Thread(target=report.import_plotting, daemon=True).start()
-            verdicts.update(_run_all(pool, recorder, runnable(), to_grade, assignment, limits, jobs, progress, course_dir,
-                                     work, ran_all=lambda: on_workers or stop(pool)))  # while recording ends
+            verdicts.update(_run_all(pool, judges.verdicts if judges else trusted.verdicts, recorder, runnable(),
+                                     to_grade, assignment, limits, jobs, progress, course_dir, work, ran_all))
         else:
             items = restore_entries(fresh, assignment, course_dir)  # files that cannot be graded: no work
         completed = True
@@ -294,6 +297,7 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
         # recorded by now, so nothing below needs them.
         stop(pool)
         stop(recorder)
+        stop(judges)
         if not completed:
             for _, thread in stopping:
                 thread.join()

@@ -97,9 +97,39 @@ def _warm_caches(config, source):
         pass
 
 
+def _one_engine_per_database():
+    """Let the many gradebooks nbgrader opens per notebook share one SQLAlchemy engine per database.
+
+    Each ``nbgrader.api.Gradebook`` makes its own engine, connects, checks that every table exists
+    and disposes of the engine when closed: a dozen times per notebook (its converters and
+    preprocessors each open one). Into PostgreSQL that is a dozen new server processes, each with
+    cold caches, and about 200 queries per notebook. In this long-lived recorder the engine made
+    first for a database serves every later gradebook, its connections go back to its pool when a
+    gradebook closes, and the tables are checked once. nbgrader's own code writes the same rows."""
+    import nbgrader.api as api
+
+    engines, checked = {}, set()
+    make_engine, create_all = api.create_engine, api.Base.metadata.create_all
+
+    def shared_engine(url, **options):
+        key = (str(url), tuple(sorted(options.items())))
+        if key not in engines:
+            engine = engines[key] = make_engine(url, **options)
+            engine.dispose = lambda *args, **kwargs: None  # closing a gradebook returns its connection
+        return engines[key]
+
+    def create_all_once(bind=None, **options):
+        if id(bind) not in checked:
+            create_all(bind=bind, **options)
+            checked.add(id(bind))
+
+    api.create_engine, api.Base.metadata.create_all = shared_engine, create_all_once
+
+
 def main(course_dir, assignment, verdict_dir, db_url, lock=""):
     os.nice(NICENESS)
     os.environ["RESNET_VERDICTS"] = str(verdict_dir)
+    _one_engine_per_database()
     from nbgrader.converters import Autograde, GenerateFeedback
     from nbgrader.converters.base import NbGraderException
     from nbgrader.coursedir import CourseDirectory

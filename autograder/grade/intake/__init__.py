@@ -15,14 +15,14 @@ each file under limits, several at a time; any failure with one file
 becomes that file's reason.
 """
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
 from .collect import Entry, collect, read_roster, roster_missing, slug
-from .limited import LimitExceeded, Limits, restore_limited
+from .limited import LimitExceeded, Limits, restore_limited, restore_limited_as_text
 from .restore import Unusable, load_submission
 
 __all__ = ["Entry", "Intake", "Limits", "Unusable", "collect", "intake", "load_submission", "read_roster",
@@ -39,6 +39,7 @@ class Intake:
     reason: str | None = None
     notes: list[str] = field(default_factory=list)
     refused: bool = False
+    text: str | None = None  # the notebook as nbformat writes it to a file, when restored
 
     @property
     def student_id(self):
@@ -54,15 +55,16 @@ def intake(inputs, assignment, workdir, roster=None, course_dir=None):
 
 
 def restore_entries(entries, assignment, course_dir=None, limits=Limits()):
-    """[Intake] for collected entries: each usable file restored on the release's skeleton, in a
-    limited child process (``limited.py``), as many at a time as there are cores."""
-    return list(restoring(entries, assignment, course_dir, limits))
+    """[Intake] for collected entries, in their order: each usable file restored on the release's
+    skeleton, in a limited child process (``limited.py``), as many at a time as there are cores."""
+    restored = {id(item.entry): item for item in restoring(entries, assignment, course_dir, limits)}
+    return [restored[id(entry)] for entry in entries]
 
 
 def restoring(entries, assignment, course_dir=None, limits=Limits()):
     """:func:`restore_entries` as an iterator: restoring starts at once, in the background, and each
-    [Intake] comes (in order) as soon as it is ready, so a batch can run the first notebooks while
-    the last files are restored."""
+    [Intake] comes as soon as it is ready (a slow file holds back no other), so a batch can run
+    the first notebooks while the last files are restored."""
     from ... import course
     root = Path(course_dir) if course_dir else course.ROOT
     release = root / "release" / assignment / f"{assignment}.ipynb"
@@ -75,18 +77,21 @@ def restoring(entries, assignment, course_dir=None, limits=Limits()):
             result.reason = entry.reason
             return result
         try:
-            result.notebook, notes = restore_limited(entry.path, release, sources, assignment, limits)
+            result.notebook, notes, result.text = restore_limited_as_text(entry.path, release, sources, assignment,
+                                                                          limits)
             result.notes += notes
         except Unusable as error:
             result.reason, result.refused = error.reason, not isinstance(error, LimitExceeded)
         return result
 
-    threads = ThreadPoolExecutor(os.cpu_count() or 1)
-    restored = threads.map(one, entries)  # every file submitted now
+    # At least two at a time: a file slow to restore never holds back every other one.
+    threads = ThreadPoolExecutor(max(2, os.cpu_count() or 1))
+    restored = [threads.submit(one, entry) for entry in entries]  # every file handed over now
 
-    def in_order():
+    def as_ready():
         try:
-            yield from restored
+            for future in as_completed(restored):
+                yield future.result()
         finally:
             threads.shutdown(wait=True, cancel_futures=True)
-    return in_order()
+    return as_ready()

@@ -126,6 +126,12 @@ def restore_limited(path, release, sources, assignment, limits=Limits()):
 
     ``release``: this assignment's release notebook (a path); ``sources``: {assignment: source
     notebook path} of every assignment."""
+    return restore_limited_as_text(path, release, sources, assignment, limits)[:2]
+
+
+def restore_limited_as_text(path, release, sources, assignment, limits=Limits()):
+    """(notebook, notes, text): :func:`restore_limited` and the notebook as nbformat writes it to a
+    file (what the child wrote: the batch grader keys and saves it without writing it again)."""
     import nbformat
 
     with tempfile.TemporaryDirectory(prefix="restore-") as scratch:
@@ -148,7 +154,8 @@ def restore_limited(path, release, sources, assignment, limits=Limits()):
     if "reason" in answer:
         raise Unusable(answer["reason"])
     # Written by nbformat in the child, which validated it: read back without validating again.
-    return nbformat.v4.reads(answer["notebook"]), answer["notes"]
+    text = answer["notebook"]
+    return nbformat.v4.reads(text), answer["notes"], text if text.endswith("\n") else text + "\n"
 
 
 def _serve():
