@@ -153,9 +153,27 @@ def restore_limited_as_text(path, release, sources, assignment, limits=Limits())
         answer = json.loads(result.read_text())
     if "reason" in answer:
         raise Unusable(answer["reason"])
-    # Written by nbformat in the child, which validated it: read back without validating again.
+    # Written by nbformat's writer in the child, on the release's skeleton: read back as it is.
     text = answer["notebook"]
     return nbformat.v4.reads(text), answer["notes"], text if text.endswith("\n") else text + "\n"
+
+
+_COURSE_NOTEBOOKS = {}  # path -> ((mtime, size), notebook): the course's own notebooks, read by the server
+
+
+def _course_notebook(path):
+    """The course's release or source notebook at ``path``, read once by the server before it forks,
+    so that every child has it without reading and validating it again (a third of a file's cost);
+    the path itself when it cannot be read (the child then says what is wrong)."""
+    try:
+        stat = os.stat(path)
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        if _COURSE_NOTEBOOKS.get(path, (None,))[0] != stamp:
+            import nbformat
+            _COURSE_NOTEBOOKS[path] = (stamp, nbformat.read(path, as_version=4))
+        return _COURSE_NOTEBOOKS[path][1]
+    except Exception:  # noqa: BLE001 (the server must not fail: the child reads the path and reports)
+        return path
 
 
 def _serve():
@@ -169,6 +187,7 @@ def _serve():
     signal.set_wakeup_fd(wakeup_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     children, pending = {}, b""   # pid -> request id
+    server = os.getpid()
     while True:
         try:
             ready, _, _ = select.select([0, wakeup_r], [], [])
@@ -195,13 +214,15 @@ def _serve():
                         if ident == message["kill"]:
                             os.kill(pid, signal.SIGKILL)
                     continue
-                server = os.getpid()
+                request = message["request"]
+                course = {"release": _course_notebook(request["release"]),
+                          "sources": {a: _course_notebook(p) for a, p in request["sources"].items()}}
                 pid = os.fork()
                 if pid == 0:
                     code = 70
                     try:
                         _die_with(server)
-                        _child(message["request"])
+                        _child(request, course)
                         code = 0
                     except BaseException:
                         traceback.print_exc()  # into the child's log, which the grader reads
@@ -222,8 +243,9 @@ def _die_with(server):
         os._exit(71)
 
 
-def _child(request):
-    """In the forked child: limits first, then the file; what it prints goes to a log, not the grader's terminal."""
+def _child(request, course):
+    """In the forked child: limits first, then the file; what it prints goes to a log, not the grader's
+    terminal. ``course``: the release and source notebooks (read by the server, or their paths)."""
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -236,11 +258,13 @@ def _child(request):
     import nbformat
 
     from .restore import load_submission
-    sources = request["sources"]
+    sources = course["sources"]
     try:
-        nb, notes = load_submission(request["path"], request["release"], sources[request["assignment"]],
+        nb, notes = load_submission(request["path"], course["release"], sources[request["assignment"]],
                                     sources, assignment=request["assignment"])
-        answer = {"notebook": nbformat.writes(nb), "notes": notes}
+        # Built on the release's skeleton: nbformat's writer without its validation, which would only
+        # log what it found (into this child's log) and write the same text.
+        answer = {"notebook": nbformat.v4.writes(nb), "notes": notes}
     except Unusable as error:
         answer = {"reason": error.reason}
     except MemoryError:
