@@ -60,10 +60,20 @@ def running():
         return f"postgresql://grader@127.0.0.1:{port}/{name}"
 
     def cpu_seconds():
-        """The server's CPU so far: its main process and the connections' processes it has reaped."""
-        pid = int((data / "postmaster.pid").read_text().split()[0])
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime, stime, cutime, cstime
+        """The server's CPU so far: its main process, the processes it has reaped (connections that
+        ended) and those still running (connections still open, pooled by a recorder, say)."""
+        server = int((data / "postmaster.pid").read_text().split()[0])
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()  # state, ppid, ...
+            except OSError:  # ended meanwhile: its CPU is in the server's reaped share now or soon
+                continue
+            if stat.parent.name == str(server):
+                total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+            elif fields[1] == str(server):
+                total += sum(int(f) for f in fields[11:13])  # utime, stime
+        return total / os.sysconf("SC_CLK_TCK")
 
     database.cpu_seconds = cpu_seconds
     try:
