@@ -74,6 +74,18 @@ def test_grades_csv_covers_every_run_and_each_run_keeps_its_rows(runs):
     assert [r["student_id"] for r in runs["second"]] == ["carol"]
 
 
+def test_the_gradebook_has_the_indexes_recording_needs(runs):
+    """Each student's grades are loaded by notebook: an index serves that, not a scan of every grade."""
+    import sqlite3
+    from autograder.grade.gradebook import INDEXES
+    with sqlite3.connect(runs["course"] / "gradebook.db") as connection:
+        names = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        plan = " ".join(str(row) for row in connection.execute(
+            "EXPLAIN QUERY PLAN SELECT * FROM grade WHERE notebook_id = 'x'"))
+    assert set(INDEXES) <= names
+    assert "autograder_ix_grade_notebook" in plan, plan
+
+
 def test_rerun_says_unchanged_and_starts_no_work(runs, monkeypatch):
     def no_sandbox(*args, **kwargs):
         raise AssertionError("the sandbox was started for unchanged submissions")

@@ -21,6 +21,7 @@ from autograder import course
 from autograder.assign.demo import prepare_course
 from autograder.assign.samples import fill, read_answers, samples
 from autograder.grade.batch import grade
+from autograder.grade.gradebook import INDEXES
 from autograder.grade.nbgrader_cli import nbgrader
 from autograder.grade.sandbox.pool import Limits, bwrap_available
 from tests.postgres_server import BIN, running
@@ -85,6 +86,14 @@ def test_a_batch_is_recorded_into_the_configured_database(tmp_path, server, cour
     assert {r["student_id"]: float(r["score"]) for r in rows} == EXPECTED
     assert _exported(course_dir) == EXPECTED
     assert not (course_dir / "gradebook.db").exists()
+    # Each student's grades are loaded by notebook: an index serves that, not a scan of every grade.
+    import psycopg
+    with psycopg.connect(url) as connection:
+        names = {row[0] for row in connection.execute("SELECT indexname FROM pg_indexes")}
+        assert set(INDEXES) <= names
+        connection.execute("SET enable_seqscan = off")
+        plan = "\n".join(r[0] for r in connection.execute("EXPLAIN SELECT * FROM grade WHERE notebook_id = 'x'"))
+        assert "autograder_ix_grade_notebook" in plan, plan
 
 
 @needs_postgres

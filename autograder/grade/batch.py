@@ -43,7 +43,7 @@ from . import trusted
 from . import report
 from .intake import collect, read_roster, restore_entries, restoring, roster_missing
 from .intake.collect import NEEDS_ROSTER
-from .gradebook import setup_lock
+from .gradebook import ensure_indexes, setup_lock
 from .judging import Judges
 from .nbgrader_cli import nbgrader
 from .recording import Recorders, shared_gradebook
@@ -65,19 +65,22 @@ def _key(text, source, assignment):
 
 
 def _ensure_assignment(course_dir, assignment, db_url):
-    """The gradebook knows the assignment (nbgrader generate_assignment records its graded cells)."""
+    """The gradebook knows the assignment (nbgrader generate_assignment records its graded cells) and
+    has the indexes recording needs (``gradebook.ensure_indexes``)."""
     from nbgrader.api import Gradebook, MissingEntry
 
     with setup_lock(db_url):  # another grader may be setting up the same gradebook
         with Gradebook(db_url) as gb:
             try:
                 gb.find_assignment(assignment)
-                return
+                known = True
             except MissingEntry:
-                pass
-        print(f"setting up the gradebook for {assignment} (nbgrader generate_assignment {assignment}, "
-              "once per course) ...", file=sys.stderr)
-        nbgrader(course_dir, "generate_assignment", assignment, "--force", f"--CourseDirectory.db_url={db_url}")
+                known = False
+        if not known:
+            print(f"setting up the gradebook for {assignment} (nbgrader generate_assignment {assignment}, "
+                  "once per course) ...", file=sys.stderr)
+            nbgrader(course_dir, "generate_assignment", assignment, "--force", f"--CourseDirectory.db_url={db_url}")
+        ensure_indexes(db_url)
 
 
 def _submit(course_dir, work, assignment, item, verdict):

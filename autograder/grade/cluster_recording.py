@@ -68,7 +68,9 @@ class RecorderPlugin(WorkerPlugin):
         self.root = self.recorders = None
 
     def setup(self, worker):
-        self.root = Path(tempfile.mkdtemp(prefix="autograder-recording-"))
+        # In the worker's own folder, which Dask removes when the worker ends (or, killed, when the
+        # next worker on that machine starts).
+        self.root = Path(tempfile.mkdtemp(prefix="autograder-recording-", dir=worker.local_directory))
         for name, data in self.files.items():
             path = self.root / name
             path.parent.mkdir(parents=True, exist_ok=True)
