@@ -217,22 +217,22 @@ def test_the_grader_judges_real_submissions_without_importing_mxnet(tmp_path):
         assert float(score) == sum(expected.values()), (stem, score)
 
 
-def test_a_file_slow_to_restore_holds_back_no_other(tmp_path, monkeypatch):
+def test_notebooks_run_while_later_files_are_restored(tmp_path, monkeypatch):
     """Intake restores in the background and each notebook runs as soon as it is restored: here the
-    first file's restoring waits until the second file's verdict has been judged and handed over,
-    which only happens if the second one ran while the first was still being restored."""
+    second file's restoring waits until the first file's verdict has been judged and handed over,
+    which only happens if the first one ran while the second was still being restored."""
     from autograder.grade import intake
 
     course_dir = prepare_course(tmp_path / "course")
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    nbformat.write(notebook("correct_reference"), inbox / "a_slow.ipynb")
-    nbformat.write(notebook("relu_before_add"), inbox / "b_quick.ipynb")
-    verdict = course_dir / "grading" / "resnet18" / "verdicts" / "b_quick.json"
+    nbformat.write(notebook("relu_before_add"), inbox / "a_first.ipynb")
+    nbformat.write(notebook("correct_reference"), inbox / "b_waits.ipynb")
+    verdict = course_dir / "grading" / "resnet18" / "verdicts" / "a_first.json"
     restore, waited = intake.restore_limited_as_text, []
 
-    def slow_for_a(path, *args, **kwargs):
-        if "a_slow" in str(path):
+    def waits_for_a(path, *args, **kwargs):
+        if "b_waits" in str(path):
             for _ in range(1200):  # at most 2 minutes, then it goes on (and the test fails below)
                 if verdict.exists():
                     waited.append(True)
@@ -240,9 +240,9 @@ def test_a_file_slow_to_restore_holds_back_no_other(tmp_path, monkeypatch):
                 time.sleep(0.1)
         return restore(path, *args, **kwargs)
 
-    monkeypatch.setattr(intake, "restore_limited_as_text", slow_for_a)
+    monkeypatch.setattr(intake, "restore_limited_as_text", waits_for_a)
     rows = {r["student_id"]: r for r in grade("resnet18", [str(inbox)], course_dir=course_dir, jobs=1,
                                                 progress=False, limits=LIMITS)}
-    assert waited == [True], "the quick file was not graded while the slow one was being restored"
-    assert rows["a_slow"]["score"] == "100" and rows["b_quick"]["status"] == "graded"
-    assert float(rows["b_quick"]["score"]) < 100
+    assert waited == [True], "the first notebook did not run while the second file was being restored"
+    assert rows["b_waits"]["score"] == "100" and rows["a_first"]["status"] == "graded"
+    assert float(rows["a_first"]["score"]) < 100

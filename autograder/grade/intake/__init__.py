@@ -15,7 +15,7 @@ each file under limits, several at a time; any failure with one file
 becomes that file's reason.
 """
 import os
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,14 +57,14 @@ def intake(inputs, assignment, workdir, roster=None, course_dir=None):
 def restore_entries(entries, assignment, course_dir=None, limits=Limits()):
     """[Intake] for collected entries, in their order: each usable file restored on the release's
     skeleton, in a limited child process (``limited.py``), as many at a time as there are cores."""
-    restored = {id(item.entry): item for item in restoring(entries, assignment, course_dir, limits)}
-    return [restored[id(entry)] for entry in entries]
+    return list(restoring(entries, assignment, course_dir, limits))
 
 
 def restoring(entries, assignment, course_dir=None, limits=Limits()):
     """:func:`restore_entries` as an iterator: restoring starts at once, in the background, and each
-    [Intake] comes as soon as it is ready (a slow file holds back no other), so a batch can run
-    the first notebooks while the last files are restored."""
+    [Intake] comes, in the entries' order, as soon as it and those before it are ready, so a batch
+    runs the first notebooks while the last files are restored (in the order it was given: the
+    same order every time)."""
     from ... import course
     root = Path(course_dir) if course_dir else course.ROOT
     release = root / "release" / assignment / f"{assignment}.ipynb"
@@ -84,14 +84,14 @@ def restoring(entries, assignment, course_dir=None, limits=Limits()):
             result.reason, result.refused = error.reason, not isinstance(error, LimitExceeded)
         return result
 
-    # At least two at a time: a file slow to restore never holds back every other one.
+    # At least two at a time: a file slow to restore never stops the restoring of the next ones.
     threads = ThreadPoolExecutor(max(2, os.cpu_count() or 1))
     restored = [threads.submit(one, entry) for entry in entries]  # every file handed over now
 
-    def as_ready():
+    def in_order():
         try:
-            for future in as_completed(restored):
+            for future in restored:
                 yield future.result()
         finally:
             threads.shutdown(wait=True, cancel_futures=True)
-    return as_ready()
+    return in_order()
