@@ -36,17 +36,16 @@ import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-import nbformat
 
 from .. import course
 from . import trusted
 from . import report
 from .intake import collect, read_roster, restore_entries, restoring, roster_missing
 from .intake.collect import NEEDS_ROSTER
-from .gradebook import ensure_indexes, setup_lock
+from .gradebook import ensure_indexes, setup_lock, shared_gradebook
 from .judging import Judges
 from .nbgrader_cli import nbgrader
-from .recording import Recorders, shared_gradebook
+from .recording import Recorders
 from .sandbox.pool import Limits, Pool, bwrap_available
 
 GRADER_VERSION = "1"
@@ -126,9 +125,7 @@ def _run_all(pool, judge, recorder, items, at_most, assignment, limits, jobs, pr
                 bar.update()
 
     with ThreadPoolExecutor(jobs) as threads:
-        futures = []
-        for item in items:  # each sent as soon as it is restored
-            futures.append(threads.submit(one, item))
+        futures = [threads.submit(one, item) for item in items]  # each sent as soon as it is restored
         if bar:
             with guard:
                 bar.total = len(futures)

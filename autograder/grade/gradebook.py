@@ -14,10 +14,16 @@ from contextlib import contextmanager
 _LOCK_KEY = zlib.crc32(b"autograder gradebook set-up")
 
 
+def shared_gradebook(db_url):
+    """Whether the gradebook at ``db_url`` is a server's, which several graders and machines can write
+    into (PostgreSQL), rather than a file on this one (SQLite)."""
+    return db_url.startswith(("postgresql", "postgres"))
+
+
 @contextmanager
 def setup_lock(db_url):
     """Hold the gradebook's set-up lock (PostgreSQL only) for the duration of the block."""
-    if not db_url.startswith(("postgresql", "postgres")):
+    if not shared_gradebook(db_url):
         yield
         return
     from sqlalchemy import create_engine, text

@@ -18,11 +18,7 @@ import sys
 import threading
 from pathlib import Path
 
-
-def shared_gradebook(db_url):
-    """Whether the gradebook at ``db_url`` is a server's, which several machines can write into
-    (PostgreSQL), rather than a file on this one (SQLite)."""
-    return db_url.startswith(("postgresql", "postgres"))
+from .gradebook import shared_gradebook
 
 
 class Recorders:
