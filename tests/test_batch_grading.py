@@ -50,6 +50,7 @@ EXPECTED_ATTACKS = {
     "memory_bomb": dict(FULL, parameter_counts=0),
     "fork_loop": dict(FULL, parameter_counts=0), "disk_filler": dict(FULL, parameter_counts=0),
     "file_flood": STOPPED_AT_COUNTS,
+    "recorder_scratch": dict(FULL, parameter_counts=0),  # finds nothing to forge: its own cell only
 }
 
 LIMITS = Limits(wall_seconds=25, cpu_seconds=60, memory_bytes=3 << 30)

@@ -232,17 +232,25 @@ def test_with_a_postgresql_gradebook_the_workers_record(tmp_path, cluster, cours
     recorders give for the same verdicts: the gradebook's scores, and the autograded notebooks and
     feedback pages byte for byte."""
     inbox = _inbox(tmp_path)
+    # The attack on what recording on the workers leaves around, among the samples (its controls).
+    attack = read_answers(course.ROOT / "tests" / "fixtures" / "attacks" / "resnet18" / "recorder_scratch.py")
+    nbformat.write(fill(_release(), dict(_reference_answers(), **attack)), inbox / "zz_attack.ipynb")
     course_dir = course_copy(tmp_path / "course")
     with running() as database:
         url = database("cluster")
         rows = _by_file(grade("resnet18", [str(inbox)], course_dir=course_dir, jobs=2, progress=False,
                               limits=LIMITS, scheduler=cluster["address"], db_url=url))
+        attacked = rows.pop("zz_attack.ipynb")
+        assert _parts(attacked) == EXPECTED_ATTACKS["recorder_scratch"]
+        verdict = (course_dir / "grading" / "resnet18" / "verdicts" / "zz_attack.json").read_text()
+        assert "parameter_counts" in verdict and "FOUND" not in verdict, verdict  # it ran, and found nothing
         assert {n: _parts(r) for n, r in rows.items()} == {f"{s}_0.ipynb": p for s, p in EXPECTED_SAMPLES.items()}
-        assert _exported(course_dir, url) == {f"{s}_0": float(rows[f"{s}_0.ipynb"]["score"]) for s in EXPECTED_SAMPLES}
+        assert _exported(course_dir, url) == dict({f"{s}_0": float(rows[f"{s}_0.ipynb"]["score"])
+                                                   for s in EXPECTED_SAMPLES}, zz_attack=float(attacked["score"]))
         with Client(cluster["address"]) as client:
             recorded = client.run(recorded_here, url)
     counts = [r["count"] for r in recorded.values()]
-    assert sum(counts) == len(EXPECTED_SAMPLES) and all(counts), recorded  # on both workers
+    assert sum(counts) == len(EXPECTED_SAMPLES) + 1 and all(counts), recorded  # on both workers
     # The same verdicts, recorded by the instructor's recorders into the course's SQLite gradebook.
     here = Path(shutil.copytree(course_dir, tmp_path / "here", ignore=shutil.ignore_patterns("autograded", "feedback")))
     verdicts = here / "grading" / "resnet18" / "verdicts"
@@ -251,7 +259,7 @@ def test_with_a_postgresql_gradebook_the_workers_record(tmp_path, cluster, cours
         recorders.record(student)
     recorders.wait()
     recorders.close()
-    assert not recorders.failed and len(recorders.timings) == len(EXPECTED_SAMPLES)
+    assert not recorders.failed and len(recorders.timings) == len(EXPECTED_SAMPLES) + 1
     for student in EXPECTED_SAMPLES:
         for folder, suffix in (("autograded", "ipynb"), ("feedback", "html")):
             path = Path(folder) / f"{student}_0" / "resnet18" / f"resnet18.{suffix}"
