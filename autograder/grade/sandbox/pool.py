@@ -66,6 +66,13 @@ from autograder.sandboxed import protocol
 
 PACKAGE_DIR = Path(autograder.__file__).resolve().parent
 SHM_BYTES = 64 << 20  # /dev/shm in the sandbox: enough for semaphores and small shared arrays
+# The workers' MXNet: one thread per notebook, run in order (NaiveEngine), and its own convolutions
+# rather than oneDNN's (MKLDNN). oneDNN compiles code for every new convolution shape, about 1 ms
+# each, in every forked notebook process, and the observers build dozens of small blocks at
+# freshly drawn sizes: about a third of a correct notebook's run. The outputs agree to float32
+# rounding, within what the judges allow.
+WORKER_ENV = {"MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", "MXNET_ENGINE_TYPE": "NaiveEngine",
+              "MXNET_MKLDNN_ENABLED": "0", "MXNET_STORAGE_FALLBACK_LOG_VERBOSE": "0"}
 
 
 @dataclass
@@ -242,9 +249,9 @@ def _bwrap_command(disk_bytes, passwd_fd, group_fd):
     # Only /tmp and /dev/shm stay writable: bubblewrap's own / and /dev are unlimited tmpfs.
     command += ["--remount-ro", str(PACKAGE_DIR), "--remount-ro", "/dev", "--remount-ro", "/"]
     command += ["--chdir", "/tmp", "--clearenv", "--setenv", "HOME", "/tmp", "--setenv", "PATH", "/usr/bin:/bin",
-                "--setenv", "MPLBACKEND", "Agg", "--setenv", "RESNET_SANDBOX_PIDNS", "1",
-                "--setenv", "OMP_NUM_THREADS", "1", "--setenv", "MXNET_ENGINE_TYPE", "NaiveEngine",
-                "--setenv", "PYTHONPATH", str(PACKAGE_DIR.parent)]
+                "--setenv", "RESNET_SANDBOX_PIDNS", "1", "--setenv", "PYTHONPATH", str(PACKAGE_DIR.parent)]
+    for name, value in WORKER_ENV.items():
+        command += ["--setenv", name, value]
     return command
 
 
@@ -299,8 +306,7 @@ class Worker:
                 command = ["setpriv", f"--reuid={user[0]}", f"--regid={user[1]}", "--clear-groups", *command]
         else:
             command = python
-            env = dict(os.environ, MPLBACKEND="Agg", OMP_NUM_THREADS="1", MXNET_ENGINE_TYPE="NaiveEngine",
-                       PYTHONPATH=str(PACKAGE_DIR.parent))
+            env = dict(os.environ, **WORKER_ENV, PYTHONPATH=str(PACKAGE_DIR.parent))
         if self.cgroup:
             command = self.cgroup.wrap(command)
         try:

@@ -34,10 +34,10 @@ def layer_settings(block):
 
 
 def output_with_canonical_weights(block, seed, x):
-    """``block``'s output for the input ``x`` once every weight holds the seed's canonical value."""
-    walk.run(block, x.shape)
-    walk.set_canonical(block, seed)
-    return {"output": walk.forward(block, x).asnumpy().tolist(), "biases": walk.has_biases(block)}
+    """``block``'s output for the input ``x`` once every weight holds the seed's canonical value,
+    and {parameter name: whether it trains} (see gluon_walk.initialize_canonical)."""
+    trains = walk.initialize_canonical(block, seed)
+    return {"output": walk.forward(block, x).asnumpy().tolist(), "biases": walk.has_biases(block)}, trains
 
 
 # ----------------------------------------------------------------- Residual
@@ -54,7 +54,7 @@ def residual_structure(Residual, challenge):
 def residual_behaviour(Residual, challenge):
     seed = challenge["seed"]
     return {"outputs": [output_with_canonical_weights(build_residual(Residual, c, p, s), seed,
-                                                      canonical(seed, "input", (2, c_in, side, side)))
+                                                      canonical(seed, "input", (2, c_in, side, side)))[0]
                         for c, p, s, c_in, side in challenge["cases"]]}
 
 
@@ -69,7 +69,7 @@ def stem_structure(make_stem, challenge):
 def stem_behaviour(make_stem, challenge):
     side = challenge["side"]
     return output_with_canonical_weights(make_stem(), challenge["seed"],
-                                         canonical(challenge["seed"], "input", (2, 1, side, side)))
+                                         canonical(challenge["seed"], "input", (2, 1, side, side)))[0]
 
 
 # ---------------------------------------------------------------- resnet18
@@ -115,14 +115,15 @@ def resnet18_complete(resnet18, challenge):
     seed's weights and input."""
     seed, side = challenge["seed"], challenge["input"]
     net = resnet18()
-    observation = output_with_canonical_weights(net, seed, canonical(seed, "input", (1, 1, side, side)))
+    observation, trains = output_with_canonical_weights(net, seed, canonical(seed, "input", (1, 1, side, side)))
     shapes = []
     for side in challenge["sides"]:  # shapes do not depend on the weights: no re-initialising
         found = []
         with autograd.predict_mode():
             _outputs_through(net, mnp.zeros((1, 1, side, side)), found)
         shapes.append(found)
-    parameters = [[[int(n) for n in p.shape], p.grad_req != "null"] for p in net.collect_params().values()]
+    parameters = [[[int(n) for n in p.shape], trains.get(name, p.grad_req != "null")]
+                  for name, p in net.collect_params().items()]
     return dict(observation, shapes=shapes, parameters=parameters)
 
 
