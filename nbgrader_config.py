@@ -17,6 +17,7 @@ from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, Clea
 from autograder.grade.autograde import RestoreSubmission, TrustedExecute
 from autograder.grade.feedback import TEMPLATES, ClearHiddenTestsInTestCells, PartSummary, ShortTracebacks
 from autograder.grade.metadata import CheckCellMetadataOnce
+from autograder.grade.page_export import FeedbackPageExporter
 from autograder.grade.verdicts import ApplyVerdicts
 
 c = get_config()  # noqa: F821 (provided by nbgrader)
@@ -79,6 +80,9 @@ else:
 c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTestsInTestCells, ShortTracebacks, PartSummary,
                                     CSSHTMLHeaderPreprocessor]
 c.ClearHiddenTests.enforce_metadata = False
+# nbconvert's HTMLExporter, writing the same pages with its last step (a BeautifulSoup pass over the
+# page) done once per distinct cell (autograder/grade/page_export.py).
+c.GenerateFeedback.exporter_class = FeedbackPageExporter
 c.HTMLExporter.template_name = "resnet_feedback"
 c.HTMLExporter.template_file = "page.html.j2"  # extends nbgrader's feedback/index.html.j2
 c.HTMLExporter.extra_template_basedirs = [

@@ -7,8 +7,9 @@ then ``generate_feedback`` over every submission of the batch. Here the
 resnet18 samples are graded by the batch grader with three recorders, and
 their verdicts are recorded again the old way, by the real ``nbgrader``
 commands over the whole batch (ApplyVerdicts reads the same verdict files),
-into a fresh copy of the course: the gradebook's rows, ``nbgrader export``,
-the autograded notebooks and the feedback pages must be the same.
+into a fresh copy of the course, the pages by nbconvert's own HTMLExporter:
+the gradebook's rows, ``nbgrader export``, the autograded notebooks and the
+feedback pages must be the same.
 """
 import contextlib
 import copy
@@ -68,7 +69,9 @@ def both(tmp_path_factory):
     verdicts = new / "grading" / "resnet18" / "verdicts"
     env = {"RESNET_VERDICTS": str(verdicts)}
     nbgrader(old, "autograde", "resnet18", env=env)
-    nbgrader(old, "generate_feedback", "resnet18", env=env)
+    # ... and the pages by nbconvert's own HTMLExporter (the course's is page_export.FeedbackPageExporter).
+    nbgrader(old, "generate_feedback", "resnet18", "--GenerateFeedback.exporter_class=nbconvert.exporters.HTMLExporter",
+             env=env)
     return new, old, max(started), said.getvalue()
 
 

@@ -77,21 +77,20 @@ def _warm(converter_class):
     return Warm
 
 
-def _warm_caches(config, source):
+def _warm_caches(exporter_class, config, source):
     """Render the assignment's source notebook once with the course's HTML exporter, in memory.
 
     A recorder's first page otherwise pays for what nbconvert, Pygments, mistune, bleach and
     nbformat's validator load or compile on first use (about a second); doing it here, while
     the sandbox warms up, takes that off the first student's path. Nothing is written."""
     import nbformat
-    from nbconvert import HTMLExporter
 
     try:
         nb = nbformat.read(source, as_version=4)
         nbformat.validate(nb)
         for cell in nb.cells:  # rendered as plain cells: the page's grade fields come from the gradebook
             cell.metadata.pop("nbgrader", None)
-        HTMLExporter(config=config).from_notebook_node(nb, resources={"nbgrader": {
+        exporter_class(config=config).from_notebook_node(nb, resources={"nbgrader": {
             "notebook": "warm-up", "score": 0, "max_score": 0, "late_penalty": 0}})
     except Exception:  # noqa: BLE001 (warming is best effort: grading itself reports real errors)
         pass
@@ -140,7 +139,7 @@ def main(course_dir, assignment, verdict_dir, db_url, lock=""):
     coursedir.assignment_id, coursedir.db_url = assignment, db_url
     converters = [_warm(converter)(coursedir=coursedir, config=config).prepare()
                   for converter in (Autograde, GenerateFeedback)]
-    _warm_caches(converters[1].config, os.path.join(course_dir, "source", assignment, f"{assignment}.ipynb"))
+    _warm_caches(converters[1].exporter_class, converters[1].config, os.path.join(course_dir, "source", assignment, f"{assignment}.ipynb"))
     for line in sys.stdin:
         student = line.strip()
         if not STUDENT_ID.match(student):
