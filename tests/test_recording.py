@@ -17,6 +17,7 @@ import csv
 import io
 import os
 import shutil
+import time
 
 import nbformat
 import pytest
@@ -159,6 +160,8 @@ def test_a_recorder_killed_fails_one_submission_and_the_next_gets_a_new_recorder
     recorders = recording.Recorders(course_dir, "resnet18", course_dir / "grading" / "resnet18" / "verdicts",
                                     course.db_url(course_dir), most=1)
     try:
+        while recorders._workers[0][0][0] is None:  # forked by its thread once the zygote is warm
+            time.sleep(0.05)
         recorders._workers[0][0][0].kill()  # the recorder process, as an out-of-memory kill would
         for student in students:
             recorders.record(student)

@@ -49,8 +49,10 @@ from .recording import Recorders
 from .sandbox.pool import Limits, Pool, bwrap_available
 
 GRADER_VERSION = "1"
-# Up to this many submissions are judged in this process; more, in :class:`Judges`' processes
-# (starting them costs about what judging a few submissions here does).
+# On a cluster, up to this many submissions are judged in this process; more, in :class:`Judges`'
+# processes (starting them costs about what judging a few submissions here does), which keep the
+# grader's own serial share per submission small. On one machine the grader's process judges: its
+# cores are the workers' and recorders', and two more processes to start cost more than they save.
 JUDGED_HERE = 4
 
 
@@ -251,7 +253,7 @@ def grade(assignment, inputs, course_dir=course.ROOT, roster=None, jobs=None, fo
                 recorder = DaskRecorders(pool, course_dir, assignment, work / "verdicts", db_url)
             else:
                 recorder = Recorders(course_dir, assignment, work / "verdicts", db_url, recorders)
-            if to_grade > JUDGED_HERE:
+            if scheduler is not None and to_grade > JUDGED_HERE:
                 judges = Judges(assignment)
             _ensure_assignment(course_dir, assignment, db_url)  # while the workers and the recorder start
             restored = restoring(fresh, assignment, course_dir)  # from now on, in the background

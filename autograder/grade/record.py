@@ -1,14 +1,23 @@
 """Record verdicts with nbgrader: ``python -m autograder.grade.record COURSE_DIR ASSIGNMENT VERDICT_DIR DB_URL [LOCK]``.
 
-Each line read on stdin names one student whose verdict file and submitted
-notebook are in place; the process runs nbgrader's own Autograde converter
-(with ApplyVerdicts in place of its executor, see nbgrader_config.py) and
-then its GenerateFeedback converter for that student alone, and answers one
-line on stdout: ``ok`` or ``failed`` (nbgrader refused the submission), the
-student id, and the seconds each converter took, waits for the lock left out
-(for the benches).
+The process started so is a *zygote*: it imports nbgrader, makes its Autograde
+and GenerateFeedback converters and warms their caches once (about 2 s of
+CPU), then forks one recorder per request. Its stdin is one end of a Unix
+socket pair: each request carries, as ancillary data (SCM_RIGHTS), one end of
+a new socket pair, and the zygote answers with the recorder's pid. A recorder
+starts warm, without paying for those 2 s again; the zygote itself never
+records, so no recorder inherits a database connection or another student's
+state.
 
-Several of these processes run side by side (``recording.py``): nbgrader
+A recorder reads, one per line on its socket, a student whose verdict file
+and submitted notebook are in place; it runs nbgrader's own Autograde
+converter (with ApplyVerdicts in place of its executor, see
+nbgrader_config.py) and then its GenerateFeedback converter for that student
+alone, and answers one line: ``ok`` or ``failed`` (nbgrader refused the
+submission), the student id, and the seconds each converter took, waits for
+the lock left out (for the benches).
+
+Several recorders run side by side (``recording.py``): nbgrader
 records each student's rows on their own, so recorders of different students
 do not meet in a PostgreSQL gradebook. A SQLite file takes one writer at a
 time and answers a second one with "database is locked" rather than waiting
@@ -19,6 +28,8 @@ feedback pages, which only read the gradebook, are written side by side.
 import fcntl
 import os
 import re
+import signal
+import socket
 import sys
 import time
 from contextlib import contextmanager
@@ -96,6 +107,9 @@ def _warm_caches(exporter_class, config, source):
         pass
 
 
+_ENGINES = {}  # (url, options) -> the engine every gradebook of this recorder uses
+
+
 def _one_engine_per_database():
     """Let the many gradebooks nbgrader opens per notebook share one SQLAlchemy engine per database.
 
@@ -107,7 +121,7 @@ def _one_engine_per_database():
     gradebook closes, and the tables are checked once. nbgrader's own code writes the same rows."""
     import nbgrader.api as api
 
-    engines, checked = {}, set()
+    engines, checked = _ENGINES, set()
     make_engine, create_all = api.create_engine, api.Base.metadata.create_all
 
     def shared_engine(url, **options):
@@ -126,11 +140,11 @@ def _one_engine_per_database():
 
 
 def main(course_dir, assignment, verdict_dir, db_url, lock=""):
+    """Warm up, then fork a recorder for each request on the socket that is stdin (see the module's docstring)."""
     os.nice(NICENESS)
     os.environ["RESNET_VERDICTS"] = str(verdict_dir)
     _one_engine_per_database()
     from nbgrader.converters import Autograde, GenerateFeedback
-    from nbgrader.converters.base import NbGraderException
     from nbgrader.coursedir import CourseDirectory
     from traitlets.config.loader import PyFileConfigLoader
 
@@ -139,11 +153,39 @@ def main(course_dir, assignment, verdict_dir, db_url, lock=""):
     coursedir.assignment_id, coursedir.db_url = assignment, db_url
     converters = [_warm(converter)(coursedir=coursedir, config=config).prepare()
                   for converter in (Autograde, GenerateFeedback)]
-    _warm_caches(converters[1].exporter_class, converters[1].config, os.path.join(course_dir, "source", assignment, f"{assignment}.ipynb"))
-    for line in sys.stdin:
+    _warm_caches(converters[1].exporter_class, converters[1].config,
+                 os.path.join(course_dir, "source", assignment, f"{assignment}.ipynb"))
+    control = socket.socket(fileno=0)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the recorders are reaped as they end
+    while True:
+        try:
+            request, fds, _, _ = socket.recv_fds(control, 64, 1)
+        except OSError:
+            return
+        if not request or not fds:
+            return  # the grader closed its end: no more recorders
+        pid = os.fork()
+        if pid == 0:
+            control.close()
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            _ENGINES.clear()  # (none is made before the first student; were one made, never share it)
+            _record(socket.socket(fileno=fds[0]), coursedir, converters, lock)
+            # Every student's rows are committed and answered: end without Python's teardown of
+            # nbgrader, nbconvert and SQLAlchemy's modules (about half a second).
+            os._exit(0)
+        os.close(fds[0])
+        control.sendall(f"{pid}\n".encode())
+
+
+def _record(channel, coursedir, converters, lock):
+    """Record each student named on ``channel`` until the grader closes its end."""
+    from nbgrader.converters.base import NbGraderException
+
+    requests, answers = channel.makefile("r"), channel.makefile("w")
+    for line in requests:
         student = line.strip()
         if not STUDENT_ID.match(student):
-            print(f"failed {student or '-'} 0 0", flush=True)
+            print(f"failed {student or '-'} 0 0", file=answers, flush=True)
             continue
         coursedir.student_id = student
         ok, seconds = True, []
@@ -155,11 +197,9 @@ def main(course_dir, assignment, verdict_dir, db_url, lock=""):
                 except NbGraderException:
                     ok = False
                 seconds.append(time.perf_counter() - start)
-        print(f"{'ok' if ok else 'failed'} {student} {seconds[0]:.4f} {seconds[1]:.4f}", flush=True)
+        print(f"{'ok' if ok else 'failed'} {student} {seconds[0]:.4f} {seconds[1]:.4f}", file=answers, flush=True)
 
 
 if __name__ == "__main__":
     main(*sys.argv[1:6])
-    # Every student's rows are committed and answered: end without Python's teardown of nbgrader,
-    # nbconvert and SQLAlchemy's modules (about half a second the grader would wait for).
     os._exit(0)

@@ -5,20 +5,49 @@ and generate_feedback cost about as much per notebook as the sandboxed run
 itself, so one recorder process doing rounds over the whole batch is the
 ceiling on a cluster. Here each judged submission is handed to a recorder as
 soon as its verdict is saved (``record.py``, one student per request), and
-recorders are added, up to ``most``, while every one has work: the
-first starts with the batch, so nbgrader's imports overlap the sandbox's
-warm-up, and a batch of one file never pays for a second. Every recorder runs
+recorders are added, up to ``most``, while every one has work. They are forked
+from one warm process (``record.py``'s zygote), which starts with the batch, so
+nbgrader's imports and the converters' warm-up overlap the sandbox's, once
+however many recorders follow. Every recorder runs
 on the instructor's machine, in this process's control; they share the
 gradebook (a SQLite one takes their writes in turn, see ``record.py``).
 """
 import os
 import queue
+import signal
+import socket
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
 from .gradebook import shared_gradebook
+
+
+class _Recorder:
+    """One recorder forked by the zygote: its end of their socket pair, and its pid."""
+
+    def __init__(self, channel, pid):
+        self.channel, self.pid = channel, pid
+        self.stdin, self.stdout = channel.makefile("w"), channel.makefile("r")
+
+    def kill(self):
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def finish(self):
+        """No more students: the recorder ends once it has answered; until then."""
+        try:
+            self.stdin.close()
+            self.channel.shutdown(socket.SHUT_WR)
+            while self.stdout.read(1 << 16):
+                pass
+        except OSError:
+            pass
+        self.stdout.close()
+        self.channel.close()
 
 
 class Recorders:
@@ -37,18 +66,54 @@ class Recorders:
         self._most = max(1, most or os.cpu_count() or 1)
         self._queue = queue.Queue()
         self._guard = threading.Lock()
+        self._forking = threading.Lock()  # one request at a time on the zygote's socket
         self._pending = 0  # handed over and not recorded yet
         self._workers = []
         self.timings, self.failed = [], []
+        self._zygote = self._control = None
+        self._start_zygote()
         self._add()
 
-    def _spawn(self):
+    def _start_zygote(self):
         env = {**os.environ, "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])}
-        return subprocess.Popen(self._command, cwd=self._course_dir, env=env, stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        ours, theirs = socket.socketpair()
+        with theirs:
+            self._zygote = subprocess.Popen(self._command, cwd=self._course_dir, env=env, stdin=theirs,
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._control, self._answers = ours, ours.makefile("r")
+
+    def _fork(self):
+        """A new recorder, forked by the zygote once it is warm (a new zygote if the last one ended)."""
+        with self._forking:
+            for attempt in (1, 2):
+                ours, theirs = socket.socketpair()
+                try:
+                    with theirs:
+                        socket.send_fds(self._control, [b"recorder"], [theirs.fileno()])
+                    pid = int(self._answers.readline())
+                    return _Recorder(ours, pid)
+                except (OSError, ValueError):
+                    ours.close()
+                    if attempt == 2:
+                        raise
+                    self._stop_zygote()
+                    self._start_zygote()
+
+    def _replace(self, slot):
+        try:
+            slot[0] = self._fork()
+        except (OSError, ValueError):  # not even a new zygote forks one: this student fails, the next tries
+            slot[0] = None
+
+    def _stop_zygote(self):
+        """It holds no student's work (it never records): stopped at once, even while it warms up."""
+        self._answers.close()
+        self._control.close()
+        self._zygote.kill()
+        self._zygote.wait()
 
     def _add(self):
-        slot = [self._spawn()]  # the recorder process serving this thread (replaced if it dies)
+        slot = [None]  # the recorder serving this thread: forked by the thread, replaced if it dies
         thread = threading.Thread(target=self._serve, args=(slot,), daemon=True)
         self._workers.append((slot, thread))
         thread.start()
@@ -63,6 +128,7 @@ class Recorders:
             self._queue.put((student, done))
 
     def _serve(self, slot):
+        self._replace(slot)  # at once: it is warm when the first student comes
         while True:
             request = self._queue.get()
             if request is None:
@@ -70,15 +136,15 @@ class Recorders:
                 return
             student, done = request
             if slot[0] is None:  # the last one died: a new recorder, now that there is work for it
-                slot[0] = self._spawn()
+                self._replace(slot)
             try:
                 slot[0].stdin.write(student + "\n")
                 slot[0].stdin.flush()
                 answer = slot[0].stdout.readline().split()
-            except OSError:
+            except (OSError, AttributeError):  # (no recorder could be forked: slot[0] is None)
                 answer = []
-            if not answer:  # the recorder died on this student: it fails, the next one gets a new recorder
-                slot[0].wait()
+            if not answer and slot[0] is not None:  # it died on this student, who fails; a new one next
+                slot[0].finish()
                 slot[0] = None
             ok = len(answer) == 4 and answer[0] == "ok"
             seconds = (float(answer[2]), float(answer[3])) if ok else (0.0, 0.0)
@@ -108,5 +174,5 @@ class Recorders:
         for slot, thread in self._workers:
             thread.join()
             if slot[0] is not None:
-                slot[0].stdin.close()
-                slot[0].wait()
+                slot[0].finish()
+        self._stop_zygote()
