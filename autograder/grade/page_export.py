@@ -13,7 +13,8 @@ before each cell, and a cell whose parse cannot depend on what surrounds it
 recorder process; the page is parsed with a placeholder in its place, and
 the cell's text goes back where the placeholder is written. The result is
 the page nbconvert writes, byte for byte (``tests/test_page_export.py``
-compares both on the samples, the attacks and hostile HTML); where a check
+compares both on a real page, with hostile markup anywhere, and
+``tests/test_recording.py`` on the samples' pages); where a check
 fails, that cell, or the whole page, is parsed in place as nbconvert does.
 
 A cell's parse stands alone when, parsed alone with bs4's ``html.parser``

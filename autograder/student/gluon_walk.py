@@ -76,18 +76,10 @@ def set_canonical(block, seed):
     """Give every convolution, batch norm and dense layer of ``block`` the
     canonical test values for ``seed`` (see parts.canonical)."""
     from .parts import canonical
-    for leaf in leaves(block):
-        if any(p.shape is None or min(p.shape, default=1) <= 0 for p in leaf.collect_params().values()):
+    for param, kind in _canonical_roles(block):
+        if param.shape is None or min(param.shape, default=1) <= 0:
             continue  # a layer the forward pass never used has no shape yet
-        if isinstance(leaf, (gluon.nn.Conv2D, gluon.nn.Dense)):
-            kind = "conv" if isinstance(leaf, gluon.nn.Conv2D) else "dense"
-            put(leaf.weight, canonical(seed, f"{kind}.weight", leaf.weight.shape, leaf.weight.dtype))
-            if leaf.bias is not None:
-                put(leaf.bias, canonical(seed, f"{kind}.bias", leaf.bias.shape, leaf.bias.dtype))
-        elif isinstance(leaf, gluon.nn.BatchNorm):
-            for param, kind in ((leaf.gamma, "bn.gamma"), (leaf.beta, "bn.beta"),
-                                (leaf.running_mean, "bn.mean"), (leaf.running_var, "bn.var")):
-                put(param, canonical(seed, kind, param.shape, param.dtype))
+        put(param, canonical(seed, kind, param.shape, param.dtype))
 
 
 @made_when_loaded
@@ -107,7 +99,7 @@ def _canonical_initializer():
 
 
 def _canonical_roles(block):
-    """(parameter, role) for every parameter that :func:`set_canonical` sets, in the same order."""
+    """(parameter, role) for every parameter of a convolution, batch norm or dense layer of ``block``."""
     for leaf in leaves(block):
         if isinstance(leaf, (gluon.nn.Conv2D, gluon.nn.Dense)):
             kind = "conv" if isinstance(leaf, gluon.nn.Conv2D) else "dense"
@@ -123,17 +115,13 @@ def initialize_canonical(block, seed):
     """Initialise ``block`` for inference so that its convolutions, batch norms and dense layers
     hold the canonical values of ``seed`` (the values :func:`set_canonical` gives), any other
     parameter Gluon's default. The values are written as each parameter gets its shape, on the
-    first forward pass, and no gradient is kept: for ResNet-18 this saves making and copying
-    its 11 M weights three more times. Returns {parameter name: whether it trains}, as the
-    block had it (the block's parameters no longer say)."""
+    first forward pass, and no gradient is kept (read whether a parameter trains before):
+    for ResNet-18 this saves making and copying its 11 M weights three more times."""
     Canonical = _canonical_initializer()
     for param, kind in _canonical_roles(block):
         param.init = Canonical(seed, kind)
-    params = block.collect_params()
-    trains = {name: param.grad_req != "null" for name, param in params.items()}
-    params.setattr("grad_req", "null")
+    block.collect_params().setattr("grad_req", "null")
     block.initialize(force_reinit=True)
-    return trains
 
 
 def has_biases(block):

@@ -34,10 +34,10 @@ def layer_settings(block):
 
 
 def output_with_canonical_weights(block, seed, x):
-    """``block``'s output for the input ``x`` once every weight holds the seed's canonical value,
-    and {parameter name: whether it trains} (see gluon_walk.initialize_canonical)."""
-    trains = walk.initialize_canonical(block, seed)
-    return {"output": walk.forward(block, x).asnumpy().tolist(), "biases": walk.has_biases(block)}, trains
+    """``block``'s output for the input ``x`` once every weight holds the seed's canonical value
+    (its parameters no longer train afterwards: see gluon_walk.initialize_canonical)."""
+    walk.initialize_canonical(block, seed)
+    return {"output": walk.forward(block, x).asnumpy().tolist(), "biases": walk.has_biases(block)}
 
 
 # ----------------------------------------------------------------- Residual
@@ -54,7 +54,7 @@ def residual_structure(Residual, challenge):
 def residual_behaviour(Residual, challenge):
     seed = challenge["seed"]
     return {"outputs": [output_with_canonical_weights(build_residual(Residual, c, p, s), seed,
-                                                      canonical(seed, "input", (2, c_in, side, side)))[0]
+                                                      canonical(seed, "input", (2, c_in, side, side)))
                         for c, p, s, c_in, side in challenge["cases"]]}
 
 
@@ -69,7 +69,7 @@ def stem_structure(make_stem, challenge):
 def stem_behaviour(make_stem, challenge):
     side = challenge["side"]
     return output_with_canonical_weights(make_stem(), challenge["seed"],
-                                         canonical(challenge["seed"], "input", (2, 1, side, side)))[0]
+                                         canonical(challenge["seed"], "input", (2, 1, side, side)))
 
 
 # ---------------------------------------------------------------- resnet18
@@ -115,7 +115,8 @@ def resnet18_complete(resnet18, challenge):
     seed's weights and input."""
     seed, side = challenge["seed"], challenge["input"]
     net = resnet18()
-    observation, trains = output_with_canonical_weights(net, seed, canonical(seed, "input", (1, 1, side, side)))
+    trains = {name: p.grad_req != "null" for name, p in net.collect_params().items()}
+    observation = output_with_canonical_weights(net, seed, canonical(seed, "input", (1, 1, side, side)))
     shapes = []
     for side in challenge["sides"]:  # shapes do not depend on the weights: no re-initialising
         found = []
