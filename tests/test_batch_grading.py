@@ -51,6 +51,9 @@ EXPECTED_ATTACKS = {
     "fork_loop": dict(FULL, parameter_counts=0), "disk_filler": dict(FULL, parameter_counts=0),
     "file_flood": STOPPED_AT_COUNTS,
     "recorder_scratch": dict(FULL, parameter_counts=0),  # finds nothing to forge: its own cell only
+    # Markup aimed at the page's cell-by-cell soup, and the whole-network observer replaced: its own
+    # cell, and the whole network (the observations it makes no longer match the secret weights).
+    "page_and_canonical": STOPPED_AT_COUNTS,
 }
 
 LIMITS = Limits(wall_seconds=25, cpu_seconds=60, memory_bytes=3 << 30)
