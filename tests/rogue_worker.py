@@ -43,9 +43,9 @@ def main():
         first = next(i for i, cell in enumerate(job["cells"]) if cell["kind"] == "code")
         os.write(out, protocol.dump({"record": {"cell": first, "stdout": "ran", "stderr": "", "error": None}}))
         os.write(out, LINES.get(mode, b""))
-        os.write(out, DONE)
-        if mode == "extra_done":
-            os.write(out, DONE)
+        # A second done in the same write as the first: one pipe write of under PIPE_BUF bytes arrives
+        # whole, so the grader reads both together (a later one is output after done, below).
+        os.write(out, DONE * 2 if mode == "extra_done" else DONE)
         if mode == "output_after_done":
             time.sleep(0.5)  # after the grader has taken the job's outcome
             os.write(out, b'{"record": {"cell": 0, "stdout": "late", "stderr": "", "error": null}}\n')
