@@ -124,6 +124,42 @@ def test_autograded_notebooks_and_feedback_pages_are_the_same(both, folder):
         assert (new / path).read_bytes() == (old / path).read_bytes(), path
 
 
+@needs_sandbox
+def test_the_graded_gradebook_is_in_wal_mode_and_whole_in_its_file(both):
+    """WAL mode (gradebook.use_write_ahead_log), and once the batch is over everything is in
+    gradebook.db itself (no -wal file left), so copying that one file copies every grade."""
+    import sqlite3
+    new = both[0]
+    assert not (new / "gradebook.db-wal").exists()
+    with contextlib.closing(sqlite3.connect(new / "gradebook.db")) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+WAL_PRAGMAS = """
+import sqlite3, sys
+from sqlalchemy import text
+from autograder.grade import record
+from autograder.grade.gradebook import use_write_ahead_log
+record._one_engine_per_database()
+from nbgrader.api import Gradebook
+for name in ("wal.db", "journal.db"):
+    url = f"sqlite:///{sys.argv[1]}/{name}"
+    if name == "wal.db":
+        use_write_ahead_log(url)
+    with Gradebook(url) as gb:
+        print(name, gb.db.execute(text("PRAGMA journal_mode")).scalar(), gb.db.execute(text("PRAGMA synchronous")).scalar())
+"""
+
+
+def test_recorders_commit_without_a_sync_in_wal_mode_only(tmp_path):
+    """synchronous=NORMAL (1) is safe in WAL mode only: a gradebook in rollback-journal mode keeps FULL (2)."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", WAL_PRAGMAS, str(tmp_path)], capture_output=True, text=True,
+                         check=True, cwd=course.ROOT).stdout.split()
+    assert out == ["wal.db", "wal", "1", "journal.db", "delete", "2"]
+
+
 def _refusal(check, nb):
     try:
         check.preprocess(nb, {})

@@ -42,7 +42,7 @@ from . import trusted
 from . import report
 from .intake import collect, read_roster, restore_entries, restoring, roster_missing
 from .intake.collect import NEEDS_ROSTER
-from .gradebook import ensure_indexes, setup_lock, shared_gradebook
+from .gradebook import ensure_indexes, setup_lock, shared_gradebook, use_write_ahead_log
 from .judging import Judges
 from .nbgrader_cli import nbgrader
 from .recording import Recorders
@@ -67,7 +67,8 @@ def _key(text, source, assignment):
 
 def _ensure_assignment(course_dir, assignment, db_url):
     """The gradebook knows the assignment (nbgrader generate_assignment records its graded cells) and
-    has the indexes recording needs (``gradebook.ensure_indexes``)."""
+    has the indexes recording needs (``gradebook.ensure_indexes``); a SQLite gradebook is in WAL mode
+    (``gradebook.use_write_ahead_log``)."""
     from nbgrader.api import Gradebook, MissingEntry
 
     with setup_lock(db_url):  # another grader may be setting up the same gradebook
@@ -82,6 +83,7 @@ def _ensure_assignment(course_dir, assignment, db_url):
                   "once per course) ...", file=sys.stderr)
             nbgrader(course_dir, "generate_assignment", assignment, "--force", f"--CourseDirectory.db_url={db_url}")
         ensure_indexes(db_url)
+        use_write_ahead_log(db_url)
 
 
 def _submit(course_dir, work, assignment, item, verdict):

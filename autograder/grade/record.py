@@ -110,6 +110,13 @@ def _warm_caches(exporter_class, config, source):
 _ENGINES = {}  # (url, options) -> the engine every gradebook of this recorder uses
 
 
+def _commit_without_waiting_for_the_disk(dbapi_connection, _):
+    """SQLite in WAL mode: a commit goes to the log without a sync (see gradebook.use_write_ahead_log).
+    Not in rollback-journal mode, where that setting could corrupt the file on a power cut."""
+    if dbapi_connection.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+        dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+
+
 def _one_engine_per_database():
     """Let the many gradebooks nbgrader opens per notebook share one SQLAlchemy engine per database.
 
@@ -120,6 +127,7 @@ def _one_engine_per_database():
     first for a database serves every later gradebook, its connections go back to its pool when a
     gradebook closes, and the tables are checked once. nbgrader's own code writes the same rows."""
     import nbgrader.api as api
+    from sqlalchemy import event
 
     engines, checked = _ENGINES, set()
     make_engine, create_all = api.create_engine, api.Base.metadata.create_all
@@ -128,6 +136,8 @@ def _one_engine_per_database():
         key = (str(url), tuple(sorted(options.items())))
         if key not in engines:
             engine = engines[key] = make_engine(url, **options)
+            if str(url).startswith("sqlite"):
+                event.listen(engine, "connect", _commit_without_waiting_for_the_disk)
             engine.dispose = lambda *args, **kwargs: None  # closing a gradebook returns its connection
         return engines[key]
 
