@@ -18,6 +18,7 @@ from bs4 import BeautifulSoup
 from nbconvert.exporters import HTMLExporter
 from nbgrader.converters import GenerateFeedback
 from nbgrader.coursedir import CourseDirectory
+from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
 from autograder import course
@@ -134,3 +135,28 @@ def test_hostile_cells_through_the_exporters_give_the_same_bytes():
         got, _ = FeedbackPageExporter().from_notebook_node(nb)
         assert got == want
     assert nbconvert_html.BeautifulSoup is BeautifulSoup  # put back after each page
+
+
+def test_remembered_highlighting_tells_languages_magics_and_formatter_options_apart():
+    """One source highlighted as the notebook's language, as a cell magic's language, in a
+    notebook of another language and with other formatter options: each page is nbconvert's
+    (the highlighting kept from an earlier page must not be reused where it would differ)."""
+    source = "echo $HOME  # x = [1, 2]\nfor f in *; do echo \"$f\"; done"
+
+    def notebook(lexer):
+        nb = nbformat.v4.new_notebook(metadata={"language_info": {"name": "python", "pygments_lexer": lexer}})
+        nb.cells = [nbformat.v4.new_code_cell(source),
+                    nbformat.v4.new_code_cell(source, metadata={"magics_language": "bash"})]
+        return nb
+    options = [{}, {"linenos": "inline"}]
+    pages = set()
+    for lexer in ("ipython3", "bash", "ipython3"):
+        for extra in options:
+            config = {"Highlight2HTML": {"extra_formatter_options": extra}}
+            nb = notebook(lexer)
+            want, _ = HTMLExporter(config=Config(config)).from_notebook_node(nb)
+            got, _ = FeedbackPageExporter(config=Config(config)).from_notebook_node(nb)
+            assert got == want, (lexer, extra)
+            pages.add(want.replace(nb.cells[0].id, "").replace(nb.cells[1].id, ""))
+    assert len(pages) == 4  # the cases differ: a memory keyed on the source alone would fail above
+    assert page_export._HIGHLIGHTED  # and the exporter did remember

@@ -1,4 +1,4 @@
-"""nbconvert's HTML export of the feedback pages, its last step done once per distinct cell.
+"""nbconvert's HTML export of the feedback pages, its last step and its highlighting done once per distinct cell.
 
 nbconvert's ``HTMLExporter`` ends every page with a BeautifulSoup round trip:
 it parses the whole page (``html.parser``), gives images without a text one,
@@ -33,6 +33,10 @@ element that keeps whitespace or holds raw text (``pre``, ``textarea``,
 ``script``, ``style``, ``template``), where bs4 reads strings differently.
 The placeholder holds a random token per page, so a student's text cannot
 imitate one.
+
+The code cells' syntax highlighting (Pygments, about a quarter of a page's
+cost) is also kept per process, by source and language
+(:class:`_RememberedHighlight`).
 """
 import functools
 import inspect
@@ -43,6 +47,7 @@ import nbconvert.exporters.html as nbconvert_html
 from bs4 import BeautifulSoup, Comment
 from bs4.builder._htmlparser import BeautifulSoupHTMLParser, HTMLParserTreeBuilder
 from nbconvert.exporters import HTMLExporter
+from nbconvert.filters.highlight import Highlight2HTML
 
 # What nbconvert's HTMLExporter.from_notebook_node selects on its soup (nbconvert 7), each with the
 # part of it that an element inside a cell must match to be picked: a cell is kept only if nothing in
@@ -166,8 +171,36 @@ class _PageSoup:
         return self._marker.sub(lambda match: self._kept[match.group(1)], text)
 
 
+class _RememberedHighlight:
+    """nbconvert's code highlighting, each result kept per process (the release's and the tests'
+    code is on every page). Pygments' output depends on nothing but the source, the language (the
+    call's, else the notebook's), a cell's ``magics_language`` and the formatter's options."""
+
+    def __init__(self, highlight):
+        self.highlight = highlight
+
+    def __call__(self, source, language=None, metadata=None):
+        key = (source, language or self.highlight.pygments_lexer,
+               metadata.get("magics_language") if metadata else None,
+               repr(sorted(self.highlight.extra_formatter_options.items())))
+        if key not in _HIGHLIGHTED:
+            html = self.highlight(source, language, metadata)
+            if len(source) > MEMO_CHARS or len(_HIGHLIGHTED) >= MEMO_CELLS:
+                return html
+            _HIGHLIGHTED[key] = html
+        return _HIGHLIGHTED[key]
+
+
+_HIGHLIGHTED = {}
+
+
 class FeedbackPageExporter(HTMLExporter):
     """nbconvert's HTMLExporter, writing the same pages faster (see the module's docstring)."""
+
+    def register_filter(self, name, jinja_filter):
+        if name == "highlight_code" and type(jinja_filter) is Highlight2HTML:
+            jinja_filter = _RememberedHighlight(jinja_filter)
+        return super().register_filter(name, jinja_filter)
 
     def from_notebook_node(self, nb, resources=None, **kw):
         if not _USABLE:
