@@ -8,6 +8,7 @@ outcome only, and must run the next job on a new worker. Also here: with a
 root grader, the sandbox runs as an unprivileged host user.
 """
 import os
+import select
 import subprocess
 import sys
 import textwrap
@@ -102,6 +103,30 @@ def test_a_root_grader_runs_the_sandbox_as_an_unprivileged_user():
                 uids.add(next(int(line.split()[1]) for line in f if line.startswith("Uid:")))
         assert uids == {user[0]}  # bubblewrap, the worker, all of it
         assert not any("HOST ROOT" in said for said in pool.caveats(True, worker.cgroup))
+    finally:
+        worker.close()
+
+
+@pytest.mark.skipif(not pool.bwrap_available() and not os.environ.get("CI"), reason="bubblewrap is needed")
+def test_a_stopped_sandboxed_worker_ends_with_bubblewrap_even_with_its_input_still_open():
+    """The grader stops a worker by killing bubblewrap's process group. The worker is in a session
+    of its own, out of that kill's reach: it must die with bubblewrap (its parent death signal),
+    not go on until its input ends (here it never would: the test holds the input open)."""
+    worker = pool.Worker(sandbox=True)
+    try:
+        worker.start()
+        inner = _descendants(worker.process.pid) - {worker.process.pid}
+        assert inner
+        pidfds = [os.pidfd_open(pid) for pid in inner]
+        held = os.dup(worker.process.stdin.fileno())
+        try:
+            worker.stop()
+            for fd in pidfds:  # readable once that process has ended
+                assert select.select([fd], [], [], 60)[0], "the worker outlived bubblewrap"
+        finally:
+            os.close(held)
+            for fd in pidfds:
+                os.close(fd)
     finally:
         worker.close()
 
