@@ -3,7 +3,8 @@
 Usage: python bench/grade_vs_nbgrader.py [--count 24] [--jobs N]
 
 Builds ``count`` submissions of the ResNet-18 assignment (the bundled samples,
-repeated under different student ids), then grades them three times, side by
+repeated under different student ids, each answer cell starting with a comment of
+its own), then grades them three times, side by
 side in this one run, each in a fresh course directory:
 
 * stock: ``nbgrader autograde resnet18`` with nbgrader's own preprocessors
@@ -42,9 +43,17 @@ from stages import Stages  # noqa: E402
 
 
 def make_submissions(count):
+    """``count`` notebooks answered as the samples are, in turn; each student's answers start with a
+    comment of their own, so no two students send the same cell text (as in a real class, where
+    whatever the grader keeps per distinct cell helps with the release's cells only)."""
     release = nbformat.read(course.RELEASE / "resnet18" / "resnet18.ipynb", as_version=4)
     answers = [read_answers(p) for p in samples("resnet18", course.SAMPLES).values()]
-    return {f"student{i:03d}": fill(release, answers[i % len(answers)]) for i in range(count)}
+    submissions = {}
+    for i in range(count):
+        student = f"student{i:03d}"
+        own = {cell: f"# {student}'s answer\n{code}" for cell, code in answers[i % len(answers)].items()}
+        submissions[student] = fill(release, own)
+    return submissions
 
 
 STOCK_CONFIG = """c = get_config()
