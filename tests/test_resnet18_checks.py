@@ -352,3 +352,35 @@ def test_judges_survive_malformed_observations():
         for forged in [None, {}, {"shapes": "x"}, {"outputs": [{"output": "nan"}]}, {"error": "X"}, [1, 2]]:
             verdict = judge_safely(part, challenge, forged)
             assert isinstance(verdict, str) and verdict
+
+
+def test_initialize_canonical_gives_the_values_set_canonical_gives_whichever_way_a_parameter_gets_them():
+    """The whole-network observation's weights are written as each parameter gets its shape (one
+    new array), or by Gluon's own initialisation where the shape is known up front (in_channels
+    given): either way the values set_canonical writes after an ordinary forward pass."""
+    import numpy as onp
+    from mxnet import gluon, npx
+    from autograder.student import gluon_walk as walk
+    from autograder.student.parts import canonical
+    npx.set_np()
+
+    def net():
+        block = gluon.nn.Sequential()
+        block.add(gluon.nn.Conv2D(6, 3, in_channels=2), gluon.nn.BatchNorm(), gluon.nn.Activation("relu"),
+                  gluon.nn.Conv2D(4, 3, padding=1), gluon.nn.BatchNorm(), gluon.nn.Dense(5))
+        return block
+
+    x = canonical(3, "input", (2, 2, 9, 9))
+    ours = net()
+    walk.initialize_canonical(ours, seed=11)
+    got = walk.forward(ours, x).asnumpy()
+    theirs = net()
+    walk.run(theirs, x.shape)
+    walk.set_canonical(theirs, seed=11)
+    want = walk.forward(theirs, x).asnumpy()
+    params = list(ours.collect_params().values())
+    assert any("_finish_deferred_init" in vars(p) for p in params)  # shaped on the forward pass
+    assert params[0].shape == (6, 2, 3, 3) and "_finish_deferred_init" not in vars(params[0])  # shaped up front
+    for mine, reference in zip(params, theirs.collect_params().values()):
+        assert onp.array_equal(mine.data().asnumpy(), reference.data().asnumpy()), mine.name
+    assert onp.array_equal(got, want)
