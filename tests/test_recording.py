@@ -135,6 +135,26 @@ def test_the_graded_gradebook_is_in_wal_mode_and_whole_in_its_file(both):
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_a_gradebook_another_program_is_reading_stays_in_its_mode_and_the_batch_goes_on(tmp_path):
+    """Switching to WAL needs a moment when nobody reads the file (a formgrader may): otherwise
+    use_write_ahead_log says it did not switch, and raises nothing."""
+    import sqlite3
+    from autograder.grade.gradebook import use_write_ahead_log
+    path = tmp_path / "gradebook.db"
+    with contextlib.closing(sqlite3.connect(path)) as setup:
+        setup.execute("CREATE TABLE grade (x)")
+        setup.commit()
+    reader = sqlite3.connect(path, isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        reader.execute("SELECT * FROM grade").fetchall()  # holds a read lock, as a long read would
+        assert use_write_ahead_log(f"sqlite:///{path}") is False
+    finally:
+        reader.close()
+    assert use_write_ahead_log(f"sqlite:///{path}") is True
+    assert use_write_ahead_log("postgresql://nowhere/gradebook") is False  # nothing to do there
+
+
 WAL_PRAGMAS = """
 import sqlite3, sys
 from sqlalchemy import text

@@ -74,14 +74,19 @@ def use_write_ahead_log(db_url):
     appended to the log without waiting for the disk: a crash of the program loses nothing, a power
     cut may lose the last commits but never corrupts the file (SQLite's documentation). nbgrader,
     formgrader and ``nbgrader export`` read it as before; the ``-wal`` and ``-shm`` files beside it
-    are folded back when the last connection closes. PostgreSQL: nothing to do."""
+    are folded back when the last connection closes. PostgreSQL: nothing to do.
+
+    Whether the gradebook is in WAL mode now: switching needs a moment when no other program (a
+    formgrader, say) is reading it; if one is, the batch goes on in the journal mode it finds."""
     if not db_url.startswith("sqlite"):
-        return
-    from sqlalchemy import create_engine, text
-    engine = create_engine(db_url)
+        return False
+    from sqlalchemy import create_engine, exc, text
+    engine = create_engine(db_url, connect_args={"timeout": 2})
     try:
         with engine.connect() as connection:
-            connection.execute(text("PRAGMA journal_mode=WAL"))
+            return connection.execute(text("PRAGMA journal_mode=WAL")).scalar().lower() == "wal"
+    except exc.OperationalError:
+        return False
     finally:
         engine.dispose()
 
