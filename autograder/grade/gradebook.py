@@ -89,4 +89,3 @@ def use_write_ahead_log(db_url):
         return False
     finally:
         engine.dispose()
-
