@@ -54,6 +54,9 @@ EXPECTED_ATTACKS = {
     # Markup aimed at the page's cell-by-cell soup, and the whole-network observer replaced: its own
     # cell, and the whole network (the observations it makes no longer match the secret weights).
     "page_and_canonical": STOPPED_AT_COUNTS,
+    # Zero weights through the whole-network observer's new path and Gluon's own, the gradebook's
+    # WAL files sought and written, the worker's death signal and pid 1 tried, a process left behind.
+    "wal_and_shaped_canonical": STOPPED_AT_COUNTS,
 }
 
 LIMITS = Limits(wall_seconds=25, cpu_seconds=60, memory_bytes=3 << 30)
