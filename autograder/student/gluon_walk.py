@@ -77,7 +77,7 @@ def set_canonical(block, seed):
     canonical test values for ``seed`` (see parts.canonical)."""
     from .parts import canonical
     for param, kind in _canonical_roles(block):
-        if param.shape is None or min(param.shape, default=1) <= 0:
+        if not _known(param.shape):
             continue  # a layer the forward pass never used has no shape yet
         put(param, canonical(seed, kind, param.shape, param.dtype))
 
@@ -153,7 +153,8 @@ def _canonical_when_shaped(param, seed, kind):
 
 
 def _known(shape):
-    return shape is not None and len(shape) > 0 and min(shape) > 0
+    """Whether Gluon knows every dimension of ``shape`` (an unknown one is 0 or -1, or no shape yet)."""
+    return shape is not None and min(shape, default=1) > 0
 
 
 def has_biases(block):
