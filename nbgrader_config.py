@@ -54,6 +54,10 @@ if not any(type(f).__name__ == "OneLineRefusal" for f in logging.getLogger("Auto
     logging.getLogger("AutogradeApp").addFilter(OneLineRefusal())  # once, however often this file is read
 
 c.CourseDirectory.course_id = "resnet"
+# nbconvert validates the whole notebook against its schema after every preprocessor: a dozen
+# times per converter, and about a sixth of recording a student (autograde and feedback). Once,
+# after the last one, checks the notebook that is written (nbconvert's own option).
+c.Exporter.optimistic_validation = True
 
 # `nbgrader autograde` runs the course's trusted pipeline, the same as the batch grader
 # (`python -m autograder grade`), see autograder/grade/autograde.py: the submission is

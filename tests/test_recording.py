@@ -180,6 +180,43 @@ def test_recorders_commit_without_a_sync_in_wal_mode_only(tmp_path):
     assert out == ["wal.db", "wal", "1", "journal.db", "delete", "2"]
 
 
+
+def test_the_course_exporters_validate_once_after_the_last_preprocessor_and_still_refuse_an_invalid_notebook():
+    """nbconvert's optimistic_validation, set in nbgrader_config.py for every exporter: the notebook is
+    checked against its schema after the last preprocessor only, and one a preprocessor broke is refused."""
+    from nbconvert.exporters import NotebookExporter
+    from nbconvert.preprocessors import Preprocessor
+    from traitlets.config.loader import PyFileConfigLoader
+    from autograder.grade.page_export import FeedbackPageExporter
+
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(course.ROOT)).load_config()
+    assert FeedbackPageExporter(config=config).optimistic_validation  # the feedback pages' exporter too
+
+    class Breaks(Preprocessor):
+        def preprocess(self, nb, resources):
+            nb.cells[0]["cell_type"] = "nonsense"
+            return nb, resources
+
+    class Mends(Preprocessor):
+        def preprocess(self, nb, resources):
+            nb.cells[0]["cell_type"] = "markdown"
+            return nb, resources
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("text")])
+    for preprocessors, refused in (([Breaks, Mends, Mends], False), ([Mends, Breaks], True)):
+        exporter, checked = NotebookExporter(config=config), []
+        original = exporter._validate_preprocessor
+        exporter._validate_preprocessor = lambda nbc, p: (checked.append(type(p)), original(nbc, p))
+        for preprocessor in preprocessors:
+            exporter.register_preprocessor(preprocessor(), enabled=True)
+        if refused:
+            with pytest.raises(nbformat.ValidationError):
+                exporter.from_notebook_node(copy.deepcopy(nb))
+        else:
+            exporter.from_notebook_node(copy.deepcopy(nb))
+        assert checked == [preprocessors[-1]]
+
+
 def _refusal(check, nb):
     try:
         check.preprocess(nb, {})

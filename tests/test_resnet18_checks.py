@@ -384,3 +384,21 @@ def test_initialize_canonical_gives_the_values_set_canonical_gives_whichever_way
     for mine, reference in zip(params, theirs.collect_params().values()):
         assert onp.array_equal(mine.data().asnumpy(), reference.data().asnumpy()), mine.name
     assert onp.array_equal(got, want)
+
+
+def test_a_parameter_of_a_type_mxnet_cannot_share_with_numpy_still_gets_its_canonical_values():
+    """The canonical values reach MXNet without a copy (DLPack) where DLPack has a code for the
+    parameter's type; for another type (int8 here) they are copied, to the same values."""
+    import numpy as onp
+    from mxnet import gluon, npx
+    from autograder.student import gluon_walk as walk
+    from autograder.student.parts import canonical
+    npx.set_np()
+    for dtype in ("float32", "int8"):
+        layer = gluon.nn.Dense(3, dtype=dtype)
+        walk.initialize_canonical(layer, seed=5)
+        layer.weight.shape = (3, 4)  # what the first forward pass would infer
+        layer.weight._finish_deferred_init()
+        got = layer.weight.data().asnumpy()
+        assert got.dtype == onp.dtype(dtype)
+        assert onp.array_equal(got, canonical(5, "dense.weight", (3, 4), dtype)), dtype

@@ -134,6 +134,7 @@ def _canonical_when_shaped(param, seed, kind):
     two passes over 44 MB and their page faults more, in every notebook's process. Anything
     unusual (no deferred initialisation pending, a shape still unknown, data given, MXNet's legacy
     array mode) goes Gluon's own way, to the same values."""
+    from mxnet import ndarray as mx_nd
     from mxnet.util import is_np_array
     pending = getattr(param, "_deferred_init", ())
     if not pending or pending[3] is not None or not is_np_array():
@@ -146,8 +147,13 @@ def _canonical_when_shaped(param, seed, kind):
         ctx = self._deferred_init[1]
         self._deferred_init = ()
         from .parts import canonical
+        values = canonical(seed, kind, self.shape, self.dtype)
+        try:  # MXNet reads the values where NumPy made them (DLPack); _init_impl copies them once
+            data = mx_nd.from_numpy(values, zero_copy=True, array_cls=mnp.ndarray)
+        except ValueError:  # a type DLPack has no code for
+            data = mnp.array(values, dtype=self.dtype)
         with autograd.pause():
-            self._init_impl(mnp.array(canonical(seed, kind, self.shape, self.dtype), dtype=self.dtype), ctx)
+            self._init_impl(data, ctx)
 
     param._finish_deferred_init = types.MethodType(finish, param)
 

@@ -54,6 +54,7 @@ import select
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import threading
 import time
@@ -73,6 +74,10 @@ SHM_BYTES = 64 << 20  # /dev/shm in the sandbox: enough for semaphores and small
 # rounding, within what the judges allow.
 WORKER_ENV = {"MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", "MXNET_ENGINE_TYPE": "NaiveEngine",
               "MXNET_MKLDNN_ENABLED": "0", "MXNET_STORAGE_FALLBACK_LOG_VERBOSE": "0"}
+if (Path(sysconfig.get_paths()["stdlib"]) / "distutils" / "version.py").exists():
+    # MXNet imports distutils; setuptools' stand-in for it imports setuptools and pkg_resources on the
+    # way, about 0.15 s of every worker's start. Python 3.11's own does (3.12 has none).
+    WORKER_ENV["SETUPTOOLS_USE_DISTUTILS"] = "stdlib"
 
 
 @dataclass
