@@ -57,6 +57,7 @@ EXPECTED_ATTACKS = {
     # Zero weights through the whole-network observer's new path and Gluon's own, the gradebook's
     # WAL files sought and written, the worker's death signal and pid 1 tried, a process left behind.
     "wal_and_shaped_canonical": STOPPED_AT_COUNTS,
+    "dlpack_distutils_validation": STOPPED_AT_COUNTS,
 }
 
 LIMITS = Limits(wall_seconds=25, cpu_seconds=60, memory_bytes=3 << 30)
