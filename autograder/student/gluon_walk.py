@@ -9,7 +9,7 @@ import types
 
 import numpy as onp
 
-from .lazy_mxnet import autograd, gluon, init, made_when_loaded, mnp
+from .lazy_mxnet import autograd, gluon, init, made_when_loaded, mnp, mxnet
 
 
 def children(block):
@@ -134,10 +134,8 @@ def _canonical_when_shaped(param, seed, kind):
     two passes over 44 MB and their page faults more, in every notebook's process. Anything
     unusual (no deferred initialisation pending, a shape still unknown, data given, MXNet's legacy
     array mode) goes Gluon's own way, to the same values."""
-    from mxnet import ndarray as mx_nd
-    from mxnet.util import is_np_array
     pending = getattr(param, "_deferred_init", ())
-    if not pending or pending[3] is not None or not is_np_array():
+    if not pending or pending[3] is not None or not mxnet.util.is_np_array():
         return
     gluons_own = type(param)._finish_deferred_init
 
@@ -149,7 +147,7 @@ def _canonical_when_shaped(param, seed, kind):
         from .parts import canonical
         values = canonical(seed, kind, self.shape, self.dtype)
         try:  # MXNet reads the values where NumPy made them (DLPack); _init_impl copies them once
-            data = mx_nd.from_numpy(values, zero_copy=True, array_cls=mnp.ndarray)
+            data = mxnet.nd.from_numpy(values, zero_copy=True, array_cls=mnp.ndarray)
         except ValueError:  # a type DLPack has no code for
             data = mnp.array(values, dtype=self.dtype)
         with autograd.pause():
