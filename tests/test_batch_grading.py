@@ -57,7 +57,12 @@ EXPECTED_ATTACKS = {
     # Zero weights through the whole-network observer's new path and Gluon's own, the gradebook's
     # WAL files sought and written, the worker's death signal and pid 1 tried, a process left behind.
     "wal_and_shaped_canonical": STOPPED_AT_COUNTS,
-    "dlpack_distutils_validation": STOPPED_AT_COUNTS,
+    # Its DLPack patch no longer reaches the whole-network observer, which writes the weights into
+    # MXNet's own arrays: its own cell only.
+    "dlpack_distutils_validation": dict(FULL, parameter_counts=0),
+    # Its shell, the stock layers' shape rules, the weights' NumPy view and their drawn blocks
+    # meddled with: its own cell and the whole network; nothing reaches the next notebook's shell.
+    "shell_shapes_and_views": STOPPED_AT_COUNTS,
 }
 
 LIMITS = Limits(wall_seconds=25, cpu_seconds=60, memory_bytes=3 << 30)

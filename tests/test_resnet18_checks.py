@@ -355,11 +355,12 @@ def test_judges_survive_malformed_observations():
 
 
 def test_initialize_canonical_gives_the_values_set_canonical_gives_whichever_way_a_parameter_gets_them():
-    """The whole-network observation's weights are written as each parameter gets its shape (one
-    new array), or by Gluon's own initialisation where the shape is known up front (in_channels
-    given): either way the values set_canonical writes after an ordinary forward pass."""
+    """The whole-network observation's weights are written where MXNet allocated each parameter's
+    array, when the parameter gets its shape: on the first forward pass, or at once where the
+    shape is known up front (in_channels given). Either way they are the values set_canonical
+    writes after an ordinary forward pass, and no parameter's array is copied on the way."""
     import numpy as onp
-    from mxnet import gluon, npx
+    from mxnet import gluon, np as mnp, npx
     from autograder.student import gluon_walk as walk
     from autograder.student.parts import canonical
     npx.set_np()
@@ -371,30 +372,54 @@ def test_initialize_canonical_gives_the_values_set_canonical_gives_whichever_way
         return block
 
     x = canonical(3, "input", (2, 2, 9, 9))
+    copies, gluons_copyto = [], mnp.ndarray.copyto
+
+    def counted(self, other):
+        copies.append(self.shape)
+        return gluons_copyto(self, other)
+
     ours = net()
-    walk.initialize_canonical(ours, seed=11)
-    got = walk.forward(ours, x).asnumpy()
+    params = list(ours.collect_params().values())
+    mnp.ndarray.copyto = counted
+    try:
+        walk.initialize_canonical(ours, seed=11)
+        assert params[0].shape == (6, 2, 3, 3) and params[0]._data is not None  # shaped up front: set now
+        assert params[-2]._deferred_init  # the Dense layer's weight: on the forward pass
+        got = walk.forward(ours, x).asnumpy()
+    finally:
+        mnp.ndarray.copyto = gluons_copyto
+    assert copies == []
     theirs = net()
     walk.run(theirs, x.shape)
     walk.set_canonical(theirs, seed=11)
     want = walk.forward(theirs, x).asnumpy()
-    params = list(ours.collect_params().values())
-    assert any("_finish_deferred_init" in vars(p) for p in params)  # shaped on the forward pass
-    assert params[0].shape == (6, 2, 3, 3) and "_finish_deferred_init" not in vars(params[0])  # shaped up front
     for mine, reference in zip(params, theirs.collect_params().values()):
         assert onp.array_equal(mine.data().asnumpy(), reference.data().asnumpy()), mine.name
     assert onp.array_equal(got, want)
 
 
-def test_a_parameter_of_a_type_mxnet_cannot_share_with_numpy_still_gets_its_canonical_values():
-    """The canonical values reach MXNet without a copy (DLPack) where DLPack has a code for the
-    parameter's type; for another type (int8 here) they are copied, to the same values."""
+def test_a_parameter_initialised_another_way_afterwards_gets_gluons_values():
+    """The canonical values are written only while the parameter's initializer is still the
+    canonical one: a parameter initialised again with another initializer gets that one's values
+    (a block's initializer does not count: in Gluon a parameter's own wins)."""
+    import numpy as onp
+    from mxnet import gluon, init, npx
+    from autograder.student import gluon_walk as walk
+    npx.set_np()
+    layer = gluon.nn.Dense(3, in_units=4)
+    walk.initialize_canonical(layer, seed=5)
+    layer.weight.initialize(init.Constant(0.25), force_reinit=True)
+    assert onp.array_equal(layer.weight.data().asnumpy(), onp.full((3, 4), 0.25, dtype="float32"))
+
+
+def test_a_parameter_of_any_type_gets_its_canonical_values_in_that_type():
+    """The canonical values are written into the parameter's own array, rounded to its type."""
     import numpy as onp
     from mxnet import gluon, npx
     from autograder.student import gluon_walk as walk
     from autograder.student.parts import canonical
     npx.set_np()
-    for dtype in ("float32", "int8"):
+    for dtype in ("float32", "float16", "int8"):
         layer = gluon.nn.Dense(3, dtype=dtype)
         walk.initialize_canonical(layer, seed=5)
         layer.weight.shape = (3, 4)  # what the first forward pass would infer

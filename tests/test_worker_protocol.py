@@ -196,3 +196,40 @@ def test_the_worker_binds_mxnet_and_the_stand_ins_before_any_notebook():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=course.ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split("\n")[-2] == "[1, 1, 1] True True", done.stdout
+
+
+@pytest.mark.skipif(not pool.bwrap_available() and not os.environ.get("CI"), reason="bubblewrap is needed")
+def test_the_shell_made_before_any_notebook_reaches_the_next_notebook_as_it_was_made():
+    """The worker makes the IPython shell once, before any fork; each notebook runs in its own
+    copy. What one notebook does to its shell (an input transformer, an attribute, a magic, its
+    history, a file in its home's IPython folder) is gone for the next one on the same worker."""
+    def job(source):
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+        return trusted.job(nb, "resnet18", {}, {}, pool.Limits(wall_seconds=30))
+
+    meddle = textwrap.dedent("""
+        import os
+        shell = get_ipython()
+        shell.input_transformers_post.append(lambda lines: ["raise SystemExit\\n"])
+        shell.marker = "left by the first notebook"
+        shell.register_magic_function(lambda line: "magic", magic_name="left")
+        shell.history_manager.store_inputs(1, "secret = 42")
+        os.makedirs(os.path.expanduser("~/.ipython/profile_default"), exist_ok=True)
+        open(os.path.expanduser("~/.ipython/profile_default/history.sqlite"), "w").write("x")
+        print("meddled", shell.history_manager.enabled)
+    """)
+    look = textwrap.dedent("""
+        import os
+        shell = get_ipython()
+        print(len(shell.input_transformers_post), hasattr(shell, "marker"), "left" in shell.magics_manager.magics["line"],
+              list(shell.history_manager.get_range(raw=True)), shell.history_manager.enabled,
+              os.path.exists(os.path.expanduser("~/.ipython/profile_default/history.sqlite")))
+    """)
+    worker = pool.Worker(sandbox=True)
+    try:
+        first, second = worker.run(job(meddle)), worker.run(job(look))
+    finally:
+        worker.close()
+    assert first.reason is None and first.records[0]["stdout"] == "meddled False\n", first
+    assert second.reason is None, second
+    assert second.records[0]["stdout"] == "0 False False [] False False\n", second.records

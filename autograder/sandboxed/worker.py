@@ -75,11 +75,20 @@ def _warm_up(observer_modules):
     import mxnet  # noqa: F401
     from mxnet import np, npx  # noqa: F401
     from d2l import mxnet as d2l  # noqa: F401
-    from IPython.core.interactiveshell import InteractiveShell  # noqa: F401
     import importlib
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+    # The shell every notebook runs in, made once (about 20 ms of CPU per notebook otherwise): each
+    # child gets its own copy by the fork, in which no cell has run. No history: it would be a file
+    # in the sandbox's home that one notebook writes and the next one's shell holds open.
+    config = Config()
+    config.HistoryManager.enabled = False
+    InteractiveShell.instance(config=config)
     from ..student import lazy_mxnet
     for module in observer_modules:
         importlib.import_module(module)
+    from . import shape_inference
+    shape_inference.install()
     lazy_mxnet.load()  # the checks' MXNet names and stand-ins, bound before any notebook runs
 
 

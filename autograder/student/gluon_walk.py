@@ -5,6 +5,7 @@ names depend on what ran before. These helpers find layers by their kind and
 settings instead, and read or set their parameters as NumPy arrays.
 """
 import contextlib
+import ctypes
 import types
 
 import numpy as onp
@@ -114,46 +115,64 @@ def _canonical_roles(block):
 def initialize_canonical(block, seed):
     """Initialise ``block`` for inference so that its convolutions, batch norms and dense layers
     hold the canonical values of ``seed`` (the values :func:`set_canonical` gives), any other
-    parameter Gluon's default. The values are written as each parameter gets its shape, on the
-    first forward pass, and no gradient is kept (read whether a parameter trains before):
-    for ResNet-18 this saves making and copying its 11 M weights three more times."""
-    Canonical = _canonical_initializer()
-    roles = list(_canonical_roles(block))
-    for param, kind in roles:
-        param.init = Canonical(seed, kind)
+    parameter Gluon's default. The values are written as each parameter gets its shape (at once,
+    or on the first forward pass), and no gradient is kept (read whether a parameter trains
+    before): for ResNet-18 this saves making and copying its 11 M weights several times."""
+    _canonical_initializers(block, seed)
     block.collect_params().setattr("grad_req", "null")
     block.initialize(force_reinit=True)
-    for param, kind in roles:
-        _canonical_when_shaped(param, seed, kind)
 
 
-def _canonical_when_shaped(param, seed, kind):
-    """Let ``param``, still waiting for its shape, become one array of its canonical values when it
-    gets it. Gluon's own deferred initialisation (which the Canonical initializer goes through)
-    makes an array of zeros, writes the values into it, and copies it: for ResNet-18's 11 M weights
-    two passes over 44 MB and their page faults more, in every notebook's process. Anything
-    unusual (no deferred initialisation pending, a shape still unknown, data given, MXNet's legacy
-    array mode) goes Gluon's own way, to the same values."""
-    pending = getattr(param, "_deferred_init", ())
-    if not pending or pending[3] is not None or not mxnet.util.is_np_array():
-        return
+def _canonical_initializers(block, seed):
+    """Give every parameter of ``block``'s convolutions, batch norms and dense layers the canonical
+    values of ``seed`` as its initializer (taken on its next initialisation)."""
+    Canonical = _canonical_initializer()
+    for param, kind in list(_canonical_roles(block)):
+        param.init = Canonical(seed, kind)
+        _canonical_when_shaped(param, param.init)
+
+
+def _canonical_when_shaped(param, initializer):
+    """Let ``param``, once it has its shape, become one array of the canonical values of
+    ``initializer`` (a Canonical), written where MXNet allocated it. Gluon's own way (which the
+    Canonical initializer goes through) makes an array of zeros, writes the values into it and
+    copies it to the parameter's context: for ResNet-18's 11 M weights two passes over 44 MB and
+    their page faults more, in every notebook's process. Anything unusual (another initializer
+    by then, data given, several contexts or another device, a sparse parameter, a shape still
+    unknown, MXNet's legacy array mode) goes Gluon's own way, to the same values."""
     gluons_own = type(param)._finish_deferred_init
 
     def finish(self):
-        if not self._deferred_init or self._deferred_init[3] is not None or not _known(self.shape):
+        pending = self._deferred_init
+        if (not pending or pending[0] is not initializer or pending[3] is not None
+                or list(pending[1]) != [mxnet.cpu()] or self._stype != "default" or not _known(self.shape)
+                or not mxnet.util.is_np_array()):
             return gluons_own(self)
-        ctx = self._deferred_init[1]
         self._deferred_init = ()
         from .parts import canonical
-        values = canonical(seed, kind, self.shape, self.dtype)
-        try:  # MXNet reads the values where NumPy made them (DLPack); _init_impl copies them once
-            data = mxnet.nd.from_numpy(values, zero_copy=True, array_cls=mnp.ndarray)
-        except ValueError:  # a type DLPack has no code for
-            data = mnp.array(values, dtype=self.dtype)
-        with autograd.pause():
-            self._init_impl(data, ctx)
+        data = mnp.empty(self.shape, dtype=self.dtype, ctx=mxnet.cpu())
+        canonical(initializer.seed, initializer.kind, self.shape, out=_numpy_view(data))
+        data.copyto = lambda _: data  # _init_impl's copy to the one context data is on: data itself
+        try:
+            with autograd.pause():
+                self._init_impl(data, pending[1])
+        finally:
+            del data.copyto
 
     param._finish_deferred_init = types.MethodType(finish, param)
+
+
+def _numpy_view(array):
+    """A NumPy array over the memory of the MXNet CPU array ``array``: what is written into it,
+    ``array`` holds (no copy either way). Only while ``array`` lives, with no MXNet operation
+    pending on it."""
+    lib, check = mxnet.base._LIB, mxnet.base.check_call
+    check(lib.MXNDArrayWaitToWrite(array.handle))
+    address = ctypes.c_void_p()
+    check(lib.MXNDArrayGetData(array.handle, ctypes.byref(address)))
+    dtype = onp.dtype(array.dtype)
+    memory = (ctypes.c_char * (array.size * dtype.itemsize)).from_address(address.value)
+    return onp.frombuffer(memory, dtype=dtype).reshape(array.shape)
 
 
 def _known(shape):
@@ -176,8 +195,13 @@ def forward(block, x):
 
 
 def run(block, shape, seed=0):
-    """Initialise ``block`` and push a canonical batch of ``shape`` through it."""
+    """Initialise ``block`` and push a canonical batch of ``shape`` through it.
+
+    Its convolutions, batch norms and dense layers get the canonical values of ``seed`` (the same
+    whatever ran before, and cheaper to make than Gluon's random ones); whether a parameter
+    trains is left as it is."""
     from .parts import canonical
+    _canonical_initializers(block, seed)
     block.initialize(force_reinit=True)
     return forward(block, canonical(seed, "input", shape))
 

@@ -20,6 +20,7 @@ imports student code: an observation the student's code faked, or a check it
 patched, can only pass if it reproduces the right answer for inputs and
 weights it could not know in advance.
 """
+import functools
 import json
 import zlib
 
@@ -113,7 +114,7 @@ def secret_seed(rng):
     return 12345 if rng is None else int(rng.integers(1, 2**31 - 1))
 
 
-def canonical(seed, kind, shape, dtype=None):
+def canonical(seed, kind, shape, dtype=None, out=None):
     """Deterministic test values for a parameter, from a seed and the parameter's role and shape.
 
     Observer and judge both derive weights this way, so the judge knows every
@@ -121,28 +122,48 @@ def canonical(seed, kind, shape, dtype=None):
     equal values, so nobody needs to know which of them comes 'first'.
     ``dtype``: the values rounded to it (the observers ask for the parameter's
     own type, float32: the same numbers it would round them to when set).
+    ``out``: an array of ``shape`` to write the values into (rounded to its own
+    type) instead of a new one; it is returned.
     """
     shape = tuple(int(n) for n in shape)
-    rng = onp.random.default_rng([seed, zlib.crc32(f"{kind}:{shape}".encode())])
     # Big tensors repeat a block of CANONICAL_BLOCK draws: as telling, and far cheaper to make.
     # (Each value is scaled, and rounded, within the block before it is repeated: the same
     # numbers, less work; for ResNet-18's 11 M weights most of an observation's cost.)
-    size = int(onp.prod(shape))
-    rounded = (lambda block: block) if dtype is None else (lambda block: block.astype(dtype))
-    draw = lambda sample: onp.resize(rounded(sample(min(size, CANONICAL_BLOCK))), shape)
+    block = _canonical_block(seed, kind, shape, None if out is not None else dtype)
+    if out is None:
+        return onp.resize(block, shape)
+    if out.shape != shape or not out.flags.c_contiguous:
+        raise ValueError(f"out: a contiguous array of shape {shape}")
+    flat = out.reshape(-1)  # a view of it
+    whole = flat.size // block.size
+    flat[:whole * block.size].reshape(whole, block.size)[...] = block
+    flat[whole * block.size:] = block[:flat.size - whole * block.size]
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def _canonical_block(seed, kind, shape, dtype):
+    """The first min(size, CANONICAL_BLOCK) values of ``canonical``: drawn once per seed, role,
+    shape and type in a process (a network has many layers of one shape), read-only."""
+    rng = onp.random.default_rng([seed, zlib.crc32(f"{kind}:{shape}".encode())])
+    n = min(int(onp.prod(shape)), CANONICAL_BLOCK)
     if kind == "conv.weight" or kind == "dense.weight":
-        return draw(lambda n: rng.standard_normal(n) / onp.sqrt(onp.prod(shape[1:])))
-    if kind in ("conv.bias", "dense.bias"):
-        return draw(lambda n: 0.1 * rng.standard_normal(n))
-    if kind == "bn.gamma" or kind == "bn.var":
-        return draw(lambda n: rng.uniform(0.5, 1.5, n))
-    if kind == "bn.beta":
-        return draw(lambda n: 0.5 * rng.standard_normal(n))
-    if kind == "bn.mean":
-        return draw(lambda n: 0.2 * rng.standard_normal(n))
-    if kind == "input":
-        return draw(rng.standard_normal)
-    raise ValueError(kind)
+        block = rng.standard_normal(n) / onp.sqrt(onp.prod(shape[1:]))
+    elif kind in ("conv.bias", "dense.bias"):
+        block = 0.1 * rng.standard_normal(n)
+    elif kind == "bn.gamma" or kind == "bn.var":
+        block = rng.uniform(0.5, 1.5, n)
+    elif kind == "bn.beta":
+        block = 0.5 * rng.standard_normal(n)
+    elif kind == "bn.mean":
+        block = 0.2 * rng.standard_normal(n)
+    elif kind == "input":
+        block = rng.standard_normal(n)
+    else:
+        raise ValueError(kind)
+    block = block if dtype is None else block.astype(dtype)
+    block.flags.writeable = False
+    return block
 
 
 def close(got, want):
