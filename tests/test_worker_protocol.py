@@ -221,7 +221,8 @@ def test_the_shell_made_before_any_notebook_reaches_the_next_notebook_as_it_was_
     look = textwrap.dedent("""
         import os
         shell = get_ipython()
-        print(len(shell.input_transformers_post), hasattr(shell, "marker"), "left" in shell.magics_manager.magics["line"],
+        print(len(shell.input_transformers_post), hasattr(shell, "marker"),
+              "left" in shell.magics_manager.magics["line"],
               list(shell.history_manager.get_range(raw=True)), shell.history_manager.enabled,
               os.path.exists(os.path.expanduser("~/.ipython/profile_default/history.sqlite")))
     """)

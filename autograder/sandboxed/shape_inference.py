@@ -39,7 +39,7 @@ def _conv2d(layer, shape):
             or not (len(kernel) == len(stride) == len(dilate) == len(pad) == 2)
             or not _known((groups, filters, *kernel, *stride, *dilate)) or shape[1] % groups or filters % groups):
         return None
-    for side, size, step, gap, margin in zip(shape[2:], kernel, stride, dilate, pad):
+    for side, size, gap, margin in zip(shape[2:], kernel, dilate, pad):
         if side + 2 * margin < gap * (size - 1) + 1:  # MXNet refuses a kernel larger than the padded input
             return None
     return {layer.weight: (filters, shape[1] // groups, *kernel)}
@@ -49,7 +49,8 @@ def _batch_norm(layer, shape):
     """BatchNorm: gamma, beta and the running mean and variance have one value per channel."""
     axis = layer._kwargs.get("axis", 1)
     params = (layer.gamma, layer.beta, layer.running_mean, layer.running_var)
-    if not (-len(shape) <= axis < len(shape)) or not _known([shape[axis]]) or any(len(p.shape) != 1 or not _unknown(p.shape[0]) for p in params):
+    if (not -len(shape) <= axis < len(shape) or not _known([shape[axis]])
+            or any(len(p.shape) != 1 or not _unknown(p.shape[0]) for p in params)):
         return None
     return {p: (shape[axis],) for p in params}
 
