@@ -111,6 +111,8 @@ def main():
                         help="times ours grades the batch, each in a fresh course: before stock autograde, "
                              "after it, and after the trusted round (default 3)")
     args = parser.parse_args()
+    if args.ours_runs < 1 or args.count < 1:
+        parser.error("--count and --ours-runs must be at least 1")
     submissions = make_submissions(args.count)
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
