@@ -412,6 +412,27 @@ def test_a_parameter_initialised_another_way_afterwards_gets_gluons_values():
     assert onp.array_equal(layer.weight.data().asnumpy(), onp.full((3, 4), 0.25, dtype="float32"))
 
 
+def test_the_checks_leave_each_parameter_its_own_initializer():
+    """run() and initialize_canonical() give the canonical values only while they initialise: the
+    parameters' own initializers are back afterwards, so the block's next initialisation is
+    Gluon's (a block-wide initializer reaches every parameter that has none of its own)."""
+    import numpy as onp
+    from mxnet import gluon, init, npx
+    from autograder.student import gluon_walk as walk
+    npx.set_np()
+    one = init.One()
+    block = gluon.nn.Sequential()
+    block.add(gluon.nn.Dense(3), gluon.nn.Dense(2, weight_initializer=one))
+    walk.run(block, (2, 4))
+    first, second = walk.children(block)
+    assert first.weight.init is None and second.weight.init is one
+    walk.initialize_canonical(block, seed=3)
+    assert first.weight.init is None and second.weight.init is one
+    block.initialize(init.Constant(0.25), force_reinit=True)
+    assert onp.array_equal(first.weight.data().asnumpy(), onp.full((3, 4), 0.25, dtype="float32"))
+    assert onp.array_equal(second.weight.data().asnumpy(), onp.ones((2, 3), dtype="float32"))
+
+
 def test_a_parameter_of_any_type_gets_its_canonical_values_in_that_type():
     """The canonical values are written into the parameter's own array, rounded to its type."""
     import numpy as onp

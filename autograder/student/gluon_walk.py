@@ -118,18 +118,29 @@ def initialize_canonical(block, seed):
     parameter Gluon's default. The values are written as each parameter gets its shape (at once,
     or on the first forward pass), and no gradient is kept (read whether a parameter trains
     before): for ResNet-18 this saves making and copying its 11 M weights several times."""
-    _canonical_initializers(block, seed)
     block.collect_params().setattr("grad_req", "null")
-    block.initialize(force_reinit=True)
+    with _canonical_initializers(block, seed):
+        block.initialize(force_reinit=True)
 
 
+@contextlib.contextmanager
 def _canonical_initializers(block, seed):
-    """Give every parameter of ``block``'s convolutions, batch norms and dense layers the canonical
-    values of ``seed`` as its initializer (taken on its next initialisation)."""
+    """Meanwhile every parameter of ``block``'s convolutions, batch norms and dense layers has the
+    canonical values of ``seed`` as its own initializer: an initialisation started meanwhile gives
+    them, also where the parameter gets its shape later. Each parameter's own initializer (None
+    unless the code that made it gave one) is back afterwards, so a later initialisation of the
+    block is Gluon's as usual."""
     Canonical = _canonical_initializer()
+    saved = []
     for param, kind in list(_canonical_roles(block)):
+        saved.append((param, param.init))
         param.init = Canonical(seed, kind)
         _canonical_when_shaped(param, param.init)
+    try:
+        yield
+    finally:
+        for param, own in saved:
+            param.init = own
 
 
 def _canonical_when_shaped(param, initializer):
@@ -201,8 +212,8 @@ def run(block, shape, seed=0):
     whatever ran before, and cheaper to make than Gluon's random ones); whether a parameter
     trains is left as it is."""
     from .parts import canonical
-    _canonical_initializers(block, seed)
-    block.initialize(force_reinit=True)
+    with _canonical_initializers(block, seed):
+        block.initialize(force_reinit=True)
     return forward(block, canonical(seed, "input", shape))
 
 
