@@ -180,7 +180,6 @@ def test_recorders_commit_without_a_sync_in_wal_mode_only(tmp_path):
     assert out == ["wal.db", "wal", "1", "journal.db", "delete", "2"]
 
 
-
 def test_the_course_exporters_validate_once_after_the_last_preprocessor_and_still_refuse_an_invalid_notebook():
     """nbconvert's optimistic_validation, set in nbgrader_config.py for every exporter: the notebook is
     checked against its schema after the last preprocessor only, and one a preprocessor broke is refused."""

@@ -354,11 +354,12 @@ def test_judges_survive_malformed_observations():
             assert isinstance(verdict, str) and verdict
 
 
-def test_initialize_canonical_gives_the_values_set_canonical_gives_whichever_way_a_parameter_gets_them():
+def test_initialize_canonical_gives_the_canonical_values_whichever_way_a_parameter_gets_them():
     """The whole-network observation's weights are written where MXNet allocated each parameter's
     array, when the parameter gets its shape: on the first forward pass, or at once where the
-    shape is known up front (in_channels given). Either way they are the values set_canonical
-    writes after an ordinary forward pass, and no parameter's array is copied on the way."""
+    shape is known up front (in_channels given). Either way they are the canonical values, as set
+    into a block after Gluon's ordinary initialisation and forward pass, and no parameter's array
+    is copied on the way."""
     import numpy as onp
     from mxnet import gluon, np as mnp, npx
     from autograder.student import gluon_walk as walk
@@ -390,8 +391,10 @@ def test_initialize_canonical_gives_the_values_set_canonical_gives_whichever_way
         mnp.ndarray.copyto = gluons_copyto
     assert copies == []
     theirs = net()
-    walk.run(theirs, x.shape)
-    walk.set_canonical(theirs, seed=11)
+    theirs.initialize()
+    walk.forward(theirs, x)
+    for param, kind in walk._canonical_roles(theirs):
+        param.set_data(mnp.array(canonical(11, kind, param.shape), dtype=param.dtype))
     want = walk.forward(theirs, x).asnumpy()
     for mine, reference in zip(params, theirs.collect_params().values()):
         assert onp.array_equal(mine.data().asnumpy(), reference.data().asnumpy()), mine.name

@@ -131,6 +131,16 @@ def test_a_stopped_sandboxed_worker_ends_with_bubblewrap_even_with_its_input_sti
         worker.close()
 
 
+def _sandboxed(*sources, wall_seconds=60):
+    """The outcomes of one-cell notebooks (``sources``), run in turn on one sandboxed worker."""
+    worker = pool.Worker(sandbox=True)
+    try:
+        return [worker.run(trusted.job(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)]),
+                                       "resnet18", {}, {}, pool.Limits(wall_seconds=wall_seconds)))
+                for source in sources]
+    finally:
+        worker.close()
+
 
 @pytest.mark.skipif(not pool.bwrap_available() and not os.environ.get("CI"), reason="bubblewrap is needed")
 def test_the_sandboxed_worker_imports_mxnet_with_pythons_own_distutils_where_it_has_one():
@@ -140,14 +150,8 @@ def test_the_sandboxed_worker_imports_mxnet_with_pythons_own_distutils_where_it_
     import sysconfig
     from pathlib import Path
     stdlib = Path(sysconfig.get_paths()["stdlib"]) / "distutils"
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-        "import os, sys\nprint(sys.modules['distutils'].__file__, os.environ.get('SETUPTOOLS_USE_DISTUTILS'))")])
-    job = trusted.job(nb, "resnet18", {}, {}, pool.Limits(wall_seconds=30))
-    worker = pool.Worker(sandbox=True)
-    try:
-        outcome = worker.run(job)
-    finally:
-        worker.close()
+    outcome, = _sandboxed(
+        "import os, sys\nprint(sys.modules['distutils'].__file__, os.environ.get('SETUPTOOLS_USE_DISTUTILS'))")
     assert outcome.reason is None, outcome
     where, setting = outcome.records[0]["stdout"].split()
     if (stdlib / "version.py").exists():
@@ -203,10 +207,6 @@ def test_the_shell_made_before_any_notebook_reaches_the_next_notebook_as_it_was_
     """The worker makes the IPython shell once, before any fork; each notebook runs in its own
     copy. What one notebook does to its shell (an input transformer, an attribute, a magic, its
     history, a file in its home's IPython folder) is gone for the next one on the same worker."""
-    def job(source):
-        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
-        return trusted.job(nb, "resnet18", {}, {}, pool.Limits(wall_seconds=30))
-
     meddle = textwrap.dedent("""
         import os
         shell = get_ipython()
@@ -226,11 +226,7 @@ def test_the_shell_made_before_any_notebook_reaches_the_next_notebook_as_it_was_
               list(shell.history_manager.get_range(raw=True)), shell.history_manager.enabled,
               os.path.exists(os.path.expanduser("~/.ipython/profile_default/history.sqlite")))
     """)
-    worker = pool.Worker(sandbox=True)
-    try:
-        first, second = worker.run(job(meddle)), worker.run(job(look))
-    finally:
-        worker.close()
+    first, second = _sandboxed(meddle, look)
     assert first.reason is None and first.records[0]["stdout"] == "meddled False\n", first
     assert second.reason is None, second
     assert second.records[0]["stdout"] == "0 False False [] False False\n", second.records
@@ -241,18 +237,13 @@ def test_the_worker_starts_without_mxnets_optional_extras_and_a_notebook_can_sti
     """MXNet imports scikit-learn and scipy.stats when they are installed, for features no graded
     cell uses (about 0.25 s of every worker's start); the worker imports MXNet without them. A
     notebook that wants them imports them as usual."""
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(textwrap.dedent("""
+    outcome, = _sandboxed(textwrap.dedent("""
         import sys
         before = [name in sys.modules for name in ("sklearn", "scipy.stats")]
         import mxnet
         from sklearn.datasets import load_digits
         from scipy import stats
         print(before, mxnet.model.BASE_ESTIMATOR is object, load_digits().images.shape, stats.norm.cdf(0))
-    """))])
-    worker = pool.Worker(sandbox=True)
-    try:
-        outcome = worker.run(trusted.job(nb, "resnet18", {}, {}, pool.Limits(wall_seconds=60)))
-    finally:
-        worker.close()
+    """))
     assert outcome.reason is None, outcome
     assert outcome.records[0]["stdout"] == "[False, False] True (1797, 8, 8) 0.5\n", outcome.records

@@ -69,20 +69,6 @@ def get(param):
     return None if param is None else param.data().asnumpy().astype(onp.float64)
 
 
-def put(param, value):
-    param.set_data(mnp.array(value, dtype=param.dtype))
-
-
-def set_canonical(block, seed):
-    """Give every convolution, batch norm and dense layer of ``block`` the
-    canonical test values for ``seed`` (see parts.canonical)."""
-    from .parts import canonical
-    for param, kind in _canonical_roles(block):
-        if not _known(param.shape):
-            continue  # a layer the forward pass never used has no shape yet
-        put(param, canonical(seed, kind, param.shape, param.dtype))
-
-
 @made_when_loaded
 def _canonical_initializer():
     class Canonical(init.Initializer):
@@ -114,7 +100,7 @@ def _canonical_roles(block):
 
 def initialize_canonical(block, seed):
     """Initialise ``block`` for inference so that its convolutions, batch norms and dense layers
-    hold the canonical values of ``seed`` (the values :func:`set_canonical` gives), any other
+    hold the canonical values of ``seed`` (see parts.canonical), any other
     parameter Gluon's default. The values are written as each parameter gets its shape (at once,
     or on the first forward pass), and no gradient is kept (read whether a parameter trains
     before): for ResNet-18 this saves making and copying its 11 M weights several times."""

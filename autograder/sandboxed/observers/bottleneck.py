@@ -44,11 +44,10 @@ def observe_behaviour(Bottleneck, challenge):
     for c, proj, c_in, side in challenge["cases"]:
         blk = build_block(Bottleneck, c, 1, proj)
         x = canonical(seed, "input", (2, c_in, side, side))
-        _, error = try_run(blk, x.shape)
+        _, error = try_run(blk, x.shape, seed)  # the run initialises to the seed's canonical weights
         if error is not None:
             outputs.append({"error": error, "layers": block_info(blk)})
             continue
-        walk.set_canonical(blk, seed)
         outputs.append({"output": walk.forward(blk, x).asnumpy().tolist(), "layers": block_info(blk)})
     return {"outputs": outputs}
 
@@ -117,8 +116,7 @@ def observe_small_behaviour(small_resnet, challenge):
     net, spy = spied(small_resnet)
     side = challenge["side"]
     x = canonical(challenge["seed"], "input", (challenge["batch"], 3, side, side))
-    walk.run(net, x.shape)
-    walk.set_canonical(net, challenge["seed"])
+    walk.run(net, x.shape, challenge["seed"])  # initialises to the seed's canonical weights
     return {"layers": leaf_kinds(net, spy),
             "blocks": [conv_info(unit.proj) for unit in spy.instances],
             "output": walk.forward(net, x).asnumpy().tolist()}
