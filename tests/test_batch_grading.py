@@ -63,6 +63,10 @@ EXPECTED_ATTACKS = {
     # Its shell, the stock layers' shape rules, the weights' NumPy view and their drawn blocks
     # meddled with: its own cell and the whole network; nothing reaches the next notebook's shell.
     "shell_shapes_and_views": STOPPED_AT_COUNTS,
+    # A result of its own for the whole network, written through the Dense shape rule while that
+    # observer runs (the real observation would be right); sklearn and scipy.stats planted for the
+    # next notebook: its own cell, and the forged part.
+    "forged_through_shape_rule": STOPPED_AT_COUNTS,
 }
 
 LIMITS = Limits(wall_seconds=25, cpu_seconds=60, memory_bytes=3 << 30)
